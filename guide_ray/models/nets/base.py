@@ -1,0 +1,40 @@
+"""The two pluggable loss/metric networks the unlearning core talks to.
+
+The core never imports a concrete network: it receives objects with these shapes, so the
+embedded default (stand-ins, CPU) and the real IR-SE50 / LPIPS-VGG / CurricularFace backends
+run through the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@runtime_checkable
+class PerceptualDistance(Protocol):
+    """d(x, y) per sample. x, y: [B, 3, H, W] in [-1, 1] → [B] (LPIPS semantics, lower = closer)."""
+
+    name: str
+    stand_in: bool
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class IdentityEmbedder(Protocol):
+    """f(x): [B, 3, H, W] in [-1, 1] → [B, D] L2-normalised embeddings (cosine = dot product)."""
+
+    name: str
+    stand_in: bool
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+
+def identity_loss(embedder: IdentityEmbedder, y_hat: Tensor, y: Tensor) -> Tensor:
+    """Per-sample 1 - <f(y_hat), f(y)>, the target branch detached (GUIDE's IDLoss). → [B]."""
+    with torch.no_grad():
+        e_y = embedder(y)
+    return 1 - (embedder(y_hat) * e_y).sum(dim=1)
