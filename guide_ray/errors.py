@@ -47,3 +47,7 @@ class UnsafeCheckpoint(GuideRayError):
             f"refusing to load {self.path}: it references {module}.{name}, which is not on the "
             "allow-list of safe checkpoint globals (checkpoint code is never executed)"
         )
+
+
+class BadImage(GuideRayError):
+    """An input photo cannot be read or has the wrong size/format for the encoder."""

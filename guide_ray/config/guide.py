@@ -79,3 +79,21 @@ class GuideConfig(StrictModel):
     def batch_size(self) -> int:
         """Latents rendered per step: w_u (if local) + N_a neighbours + N_g random latents."""
         return int(self.loss_local) + (self.n_adj if self.loss_adj else 0) + (self.n_global if self.loss_global else 0)
+
+
+def apply_overrides(base: GuideConfig, flat: dict[str, object]) -> GuideConfig:
+    """Re-validate `base` with dotted-key overrides, e.g. {"d": 20, "camera.radius": 2.5}.
+
+    Used for manifest rows, Tune trials and `--set`; `model_copy(update=...)` would skip
+    validation, so the merged dict goes through `model_validate` again.
+    """
+    merged = base.model_dump()
+    for key, value in flat.items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown override key {key!r}: {part!r} is not a section")
+            node = node[part]
+        node[leaf] = value
+    return GuideConfig.model_validate(merged)
