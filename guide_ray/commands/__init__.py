@@ -1,0 +1,1 @@
+"""One module per `guide-ray` subcommand; heavy imports stay inside each `main`."""
