@@ -6,6 +6,8 @@ with strict=True; deliberate deviations are listed in UPSTREAM.md.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -46,6 +48,12 @@ class TriPlaneGenerator(nn.Module):
                  plane_resolution: int = PLANE_RESOLUTION, **synthesis_kwargs) -> None:
         """Official arguments, plus `plane_resolution` (ours, default EG3D's 256) for the CPU stand-in."""
         super().__init__()
+        # Recorded like EG3D's persistence wrapper does, so the network can be rebuilt and saved.
+        self.init_kwargs = copy.deepcopy(dict(
+            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+            sr_num_fp16_res=sr_num_fp16_res, mapping_kwargs=mapping_kwargs, rendering_kwargs=rendering_kwargs,
+            sr_kwargs=sr_kwargs, **({} if plane_resolution == PLANE_RESOLUTION else {"plane_resolution": plane_resolution}),
+            **synthesis_kwargs))
         rendering_kwargs = dict(rendering_kwargs or {})
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
