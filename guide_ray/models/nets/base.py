@@ -7,6 +7,7 @@ run through the same code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -38,3 +39,15 @@ def identity_loss(embedder: IdentityEmbedder, y_hat: Tensor, y: Tensor) -> Tenso
     with torch.no_grad():
         e_y = embedder(y)
     return 1 - (embedder(y_hat) * e_y).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class LossNets:
+    """The networks the unlearning loss needs, injected into the core (stand-ins or real)."""
+
+    perceptual: PerceptualDistance
+    identity: IdentityEmbedder
+
+    @property
+    def stand_in(self) -> bool:
+        return self.perceptual.stand_in or self.identity.stand_in

@@ -1,0 +1,79 @@
+"""The GUIDE unlearning loop (Local-Targeted Unlearning): plain PyTorch, no Ray, files or prints.
+
+Only `G_u.backbone.synthesis` trains (Adam on EG3D's raw equalised-lr weights); mapping, decoder,
+super-resolution and every buffer stay bit-identical, though gradients flow through them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from guide_ray.config.guide import GuideConfig
+from guide_ray.guide.losses import LossParts, guide_losses
+from guide_ray.guide.sampling import sample_step_latents, step_camera
+from guide_ray.guide.targets import make_target
+from guide_ray.models.eg3d.camera import frontal_camera
+from guide_ray.models.eg3d.triplane import TriPlaneGenerator
+from guide_ray.models.nets.base import LossNets
+
+StepHook = Callable[[int, LossParts], bool]  # return True to stop early
+
+
+@dataclass
+class UnlearnResult:
+    w_u: Tensor                       # [1, L, C] source latent
+    w_t: Tensor                       # [1, L, C] target latent
+    losses: list[LossParts] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def trainable_parameters(G_u: TriPlaneGenerator) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze exactly `backbone.synthesis` (by module, not name match)."""
+    G_u.requires_grad_(False)
+    G_u.backbone.synthesis.requires_grad_(True)
+    return list(G_u.backbone.synthesis.parameters())
+
+
+def unlearn(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, *,
+            rng: torch.Generator, on_step: StepHook | None = None) -> UnlearnResult:
+    """Fine-tune G_u in place so that G_u renders w_u (and its neighbourhood) like G_s renders w_t.
+
+    G_u: a copy of the pretrained generator, modified in place. G_s: the frozen original.
+    w_u: [1, L, C] absolute W+ latent. rng: the only source of randomness (cameras, latents,
+    noise, depth samples). Raises FloatingPointError if the loss becomes non-finite.
+    """
+    if G_u is G_s:
+        raise ValueError("G_u must be a copy of G_s, not the same module")
+    G_s.eval().requires_grad_(False)
+    params = trainable_parameters(G_u)
+    G_u.train()  # as the official loop: only switches modulated convs to the unfused path
+    w_u = w_u.detach()
+    w_avg = G_s.backbone.mapping.w_avg                           # [C]
+    w_t = make_target(cfg, w_u, w_avg).detach()                  # [1, L, C]
+    c_front = frontal_camera(1, device=w_u.device)               # conditions the mapping network
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    result = UnlearnResult(w_u=w_u, w_t=w_t)
+    start = time.perf_counter()
+    for step in range(cfg.iterations):
+        c = step_camera(cfg.camera, rng, w_u.device)
+        latents = sample_step_latents(cfg, w_u, w_t, G_s, c_front, rng)
+        loss, parts = guide_losses(G_u, G_s, latents, c, cfg, nets, rng)
+        if not math.isfinite(parts.total):
+            raise FloatingPointError(f"loss is {parts.total} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        result.losses.append(parts)
+        result.steps = step + 1
+        if on_step is not None and on_step(step, parts):
+            break
+    G_u.eval()
+    result.seconds = time.perf_counter() - start
+    return result
