@@ -1,0 +1,279 @@
+"""The weights directory: where every pretrained file lives, and the registry that describes them.
+
+Nothing is ever downloaded at run time. Users put the published files, under their published
+names, in one folder, resolved as `--weights DIR` > $GUIDE_RAY_WEIGHTS > ./weights. This module
+knows each file (what it is, where it is published, its sha256 where one can be justified, who
+needs it), checks a folder (`guide-ray weights [DIR]`) and fails fast, naming every missing file
+at once, before `guide-ray run` starts any Ray work. docs/weights.md is the human version.
+
+Pure stdlib (no torch, no ray): safe to import from the CLI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from guide_ray.errors import ConfigError, WeightsInvalid, WeightsMissing
+
+ENV_VAR = "GUIDE_RAY_WEIGHTS"
+DEFAULT_DIR = "weights"
+
+Backend = Literal["tiny", "eg3d-ffhq512-128"]
+BACKENDS: tuple[str, ...] = ("tiny", "eg3d-ffhq512-128")
+SCENARIOS: tuple[str, ...] = ("random", "ffhq", "celebahq", "custom")  # manifest scenarios; all but random invert a photo
+METRICS: tuple[str, ...] = ("ID", "ID_others", "FID_pre", "delta_FID_real")
+IdMetricKind = Literal["curricularface", "insightface", "irse50"]
+Status = Literal["ok", "found", "missing", "wrong-hash"]
+
+GUIDE_DRIVE = "https://drive.google.com/drive/folders/1tl7zLPZgwOpa6xWmRsjz7LMrysfSbh_8"
+NOT_PUBLISHED = "not published"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One published file, under the exact name it must have in the weights directory."""
+
+    name: str
+    what: str
+    url: str                  # where it is published (a page or a direct link)
+    sha256: str | None        # full digest; None when no source publishes one
+    hash_source: str          # why that digest can be trusted, or NOT_PUBLISHED
+    needed_by: str            # backends / commands / metrics, for humans
+    optional: bool = False    # never required by any command
+
+    @property
+    def how_to_get(self) -> str:
+        return f"get {self.name} from {self.url} and put it in the weights directory (docs/weights.md)"
+
+
+EG3D_PKL = WeightFile(
+    "ffhqrebalanced512-128.pkl",
+    "EG3D generator, rebalanced FFHQ 512x512, neural rendering 128 (the network GUIDE unlearns); "
+    "a network pickle, read without executing its embedded code",
+    "https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/ffhqrebalanced512-128.pkl "
+    "(NGC catalog nvidia/research/eg3d; also in GUIDE's Google Drive folder)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128: unlearn, run, every metric",
+)
+W_AVG = WeightFile(
+    "w_avg_ffhqrebalanced512-128.pt",
+    "GUIDE's mean latent w_avg [1, 14, 512]; equals G.backbone.mapping.w_avg, which is used instead",
+    GUIDE_DRIVE, None, NOT_PUBLISHED, "nothing (optional cross-check)", optional=True,
+)
+IR_SE50 = WeightFile(
+    "model_ir_se50.pth",
+    "IR-SE50 ArcFace (pSp / TreB1eN) for GUIDE's identity loss",
+    "https://drive.google.com/file/d/1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn/view (pixel2style2pixel README; "
+    "also GUIDE's Google Drive folder)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128: unlearn, run (ID loss); metrics ID, ID_others with ID network irse50",
+)
+CURRICULARFACE = WeightFile(
+    "CurricularFace_Backbone.pth",
+    "CurricularFace IR-101 for GUIDE's ID / ID_others metric",
+    "https://drive.google.com/file/d/1f4IwVa2-Bn9vWLwB-bUwm53U_MlvinAj/view (pixel2style2pixel README; "
+    "HuangYG123/CurricularFace; GUIDE's Google Drive folder)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128: metrics ID, ID_others (default ID network)",
+)
+GOAE_ENCODER = WeightFile(
+    "encoder_FFHQ.pt",
+    "GOAE encoder (Swin-V2 + mapping) that inverts a photo into W+ for the InD / OOD scenarios",
+    "https://drive.google.com/drive/folders/12pTX5TKQcA8ElNW5jDkWURSPUyISggHs (GOAE README; "
+    "also GUIDE's Google Drive folder)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128: scenarios ffhq, celebahq, custom (photo inversion)",
+)
+VGG16 = WeightFile(
+    "vgg16-397923af.pth",
+    "torchvision ImageNet VGG16, the trunk of LPIPS-VGG (GUIDE's perceptual loss)",
+    "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+    "torchvision publishes the prefix 397923af in the file name (torch.hub's hash-prefix rule); "
+    "the full digest is the one pinned independently by several public projects",
+    "eg3d-ffhq512-128: unlearn, run (LPIPS loss)",
+)
+INCEPTION = WeightFile(
+    "inception-2015-12-05.pt",
+    "TorchScript (code + weights) port of TF Inception-v3 used by clean-fid / StyleGAN2-ADA for FID",
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
+    "pinned for this URL by crowsonkb/k-diffusion (k_diffusion/evaluation.py) and other public projects; "
+    "NVIDIA publishes none",
+    "eg3d-ffhq512-128: metrics FID_pre, delta_FID_real",
+)
+FFHQ_FEATS = WeightFile(
+    "ffhq_real_feat.npy",
+    "GUIDE's Inception features of real FFHQ images, an N x 2048 matrix (pytorch-fid extractor)",
+    GUIDE_DRIVE, None, NOT_PUBLISHED, "eg3d-ffhq512-128: metric delta_FID_real",
+)
+INSIGHTFACE_ARCFACE = WeightFile(
+    "w600k_r50.onnx",
+    "insightface ArcFace R50 (WebFace600K) from the buffalo_l pack; non-commercial licence",
+    "https://github.com/deepinsight/insightface/releases/download/model-zoo/buffalo_l.zip (unzip, keep w600k_r50.onnx)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128: metrics ID, ID_others with ID network insightface", optional=True,
+)
+
+WEIGHT_FILES: tuple[WeightFile, ...] = (
+    EG3D_PKL, W_AVG, IR_SE50, CURRICULARFACE, GOAE_ENCODER, VGG16, INCEPTION, FFHQ_FEATS, INSIGHTFACE_ARCFACE,
+)
+FILES: dict[str, WeightFile] = {f.name: f for f in WEIGHT_FILES}
+
+_ID_METRIC_FILES: dict[str, WeightFile] = {
+    "curricularface": CURRICULARFACE, "insightface": INSIGHTFACE_ARCFACE, "irse50": IR_SE50,
+}
+# Metrics that read files beyond the ID network; the others need none.
+_METRIC_FILES: dict[str, tuple[WeightFile, ...]] = {
+    "FID_pre": (INCEPTION,),
+    "delta_FID_real": (INCEPTION, FFHQ_FEATS),
+}
+_ID_METRICS = ("ID", "ID_others")
+_SCENARIOS_NEEDING_ENCODER = ("ffhq", "celebahq", "custom")
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """What `check_weights` found for one registry entry."""
+
+    file: WeightFile
+    path: Path
+    status: Status            # ok: hash matches; found: present, no published hash; missing; wrong-hash
+    sha256: str | None = None  # the file's digest, when it was computed
+    size: int | None = None
+
+
+def resolve_weights_dir(cli_value: str | Path | None = None) -> Path:
+    """`--weights DIR` if given, else $GUIDE_RAY_WEIGHTS, else ./weights; absolute, need not exist."""
+    chosen = cli_value if cli_value not in (None, "") else os.environ.get(ENV_VAR) or DEFAULT_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def file_sha256(path: Path | str) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return _sha256_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(file: WeightFile, weights_dir: Path) -> WeightStatus:
+    """Status of one file; hashes only files with a published digest."""
+    path = Path(weights_dir) / file.name
+    if not path.is_file():
+        return WeightStatus(file, path, "missing")
+    size = path.stat().st_size
+    if file.sha256 is None:
+        return WeightStatus(file, path, "found", size=size)
+    digest = file_sha256(path)
+    return WeightStatus(file, path, "ok" if digest == file.sha256 else "wrong-hash", digest, size)
+
+
+def check_weights(weights_dir: Path | str, *, files: Sequence[WeightFile] = WEIGHT_FILES) -> list[WeightStatus]:
+    """One status per registry entry, in registry order (what `guide-ray weights` prints)."""
+    return [check_file(f, Path(weights_dir)) for f in files]
+
+
+def needed_files(
+    backend: str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
+    id_metric: IdMetricKind = "curricularface",
+) -> list[WeightFile]:
+    """Files a run of `backend` reads: generator + loss nets, the encoder if a scenario inverts
+    photos, and what the requested metrics read. The `tiny` backend needs none."""
+    _check_choice("backend", backend, BACKENDS)
+    metrics, scenarios = list(metrics), list(scenarios)
+    for scenario in scenarios:
+        _check_choice("scenario", scenario, SCENARIOS)
+    for metric in metrics:
+        _check_choice("metric", metric, METRICS)
+    _check_choice("id metric", id_metric, tuple(_ID_METRIC_FILES))
+    if backend == "tiny":
+        return []
+    wanted = [EG3D_PKL, IR_SE50, VGG16]
+    if any(s in _SCENARIOS_NEEDING_ENCODER for s in scenarios):
+        wanted.append(GOAE_ENCODER)
+    if any(m in _ID_METRICS for m in metrics):
+        wanted.append(_ID_METRIC_FILES[id_metric])
+    for metric in metrics:
+        wanted.extend(_METRIC_FILES.get(metric, ()))
+    return list(dict.fromkeys(wanted))                     # de-duplicated, order kept
+
+
+def require_backend_files(
+    backend: str, weights_dir: Path | str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
+    id_metric: IdMetricKind = "curricularface",
+) -> dict[str, Path]:
+    """Paths of every file the run needs, by file name; fail before any work starts.
+
+    Raises WeightsMissing naming every missing file at once (with where to get each), then
+    WeightsInvalid naming every file whose sha256 differs from the published one.
+    """
+    weights_dir = Path(weights_dir)
+    statuses = [check_file(f, weights_dir) for f in needed_files(
+        backend, metrics=metrics, scenarios=scenarios, id_metric=id_metric)]
+    missing = [s for s in statuses if s.status == "missing"]
+    if missing:
+        listing = "; ".join(f"{s.file.name} from {s.file.url}" for s in missing)
+        raise WeightsMissing(
+            weights_dir,
+            f"{len(missing)} file(s) needed by backend {backend!r} are not there: {listing} "
+            f"(set --weights DIR or ${ENV_VAR}; see docs/weights.md)",
+        )
+    bad = [s for s in statuses if s.status == "wrong-hash"]
+    if bad:
+        raise WeightsInvalid("; ".join(_wrong_hash_message(s) for s in bad))
+    return {s.file.name: s.path for s in statuses}
+
+
+def resolve_file(name: str, weights_dir: Path | str) -> Path:
+    """Path of one registry file, checked: WeightsMissing if absent, WeightsInvalid on a bad hash."""
+    if name not in FILES:
+        raise ConfigError(f"unknown weights file {name!r}{_did_you_mean(name, FILES)}")
+    status = check_file(FILES[name], Path(weights_dir))
+    if status.status == "missing":
+        raise WeightsMissing(status.path, status.file.how_to_get)
+    if status.status == "wrong-hash":
+        raise WeightsInvalid(_wrong_hash_message(status))
+    return status.path
+
+
+def format_weights_report(statuses: Sequence[WeightStatus]) -> str:
+    """Plain-text table: file, status, needed by; one row per status, then the folder checked."""
+    rows = [("file", "status", "needed by")]
+    for s in statuses:
+        label = {"ok": "ok (sha256 verified)", "found": "found (no published hash)",
+                 "missing": "MISSING", "wrong-hash": "WRONG SHA256"}[s.status]
+        if s.status == "missing" and s.file.optional:
+            label = "missing (optional)"
+        rows.append((s.file.name, label, s.file.needed_by))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows]
+    lines.insert(1, f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 9}")
+    if statuses:
+        lines.append(f"\nweights directory: {statuses[0].path.parent}")
+    return "\n".join(lines)
+
+
+def _wrong_hash_message(status: WeightStatus) -> str:
+    return (f"{status.path}: sha256 {status.sha256} differs from the published {status.file.sha256} "
+            f"({status.file.hash_source}); re-download it from {status.file.url}")
+
+
+def _check_choice(kind: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r}{_did_you_mean(value, choices)}; choose from {', '.join(choices)}")
+
+
+def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
