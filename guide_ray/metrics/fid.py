@@ -33,6 +33,8 @@ from guide_ray.errors import WeightsInvalid, WeightsMissing
 from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
 from guide_ray.models.nets.inception import FeatureExtractor
 from guide_ray.models.weights import FFHQ_FEATS
+from guide_ray.utils.images import quantize_like_png
+from guide_ray.utils.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +165,6 @@ def generator_fingerprint(G: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def quantize_like_png(img: Tensor) -> Tensor:
-    """[B, 3, H, W] in [-1, 1] → uint8, as GUIDE's evaluate_fid saved PNGs: x·127.5 + 128, clamp, truncate."""
-    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 def generator_features(
     G: nn.Module, n: int, *, seed: int, camera: CameraConfig, extractor: FeatureExtractor,
     batch_size: int = 8, device: torch.device | str = "cpu", noise_mode: str = "random",
@@ -185,7 +182,7 @@ def generator_features(
     rng = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G.z_dim, generator=rng)                                     # [n, z_dim]
     yaw = (torch.rand(n, generator=rng) * 2 - 1) * camera.yaw_range                # [n] radians
-    render_rng = torch.Generator(device).manual_seed(_derived_seed(seed, "render"))
+    render_rng = torch.Generator(device).manual_seed(derive_seed(seed, "render"))
     was_training = G.training
     G.eval()
     try:
@@ -211,8 +208,3 @@ def _features_of_batch(
         ws = G.mapping(z, c_front, truncation_psi=1)                               # [B, num_ws, w_dim]
         img = G.synthesis(ws, c, noise_mode=noise_mode, generator=render_rng)["image"]   # [B, 3, R, R]
     return extractor(quantize_like_png(img)).numpy()
-
-
-def _derived_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for a separate stream, stable across processes."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1

@@ -15,13 +15,9 @@ from guide_ray.config.guide import CameraConfig
 from guide_ray.models.eg3d.camera import yaw_pitch_cameras
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import IdentityEmbedder
+from guide_ray.utils.images import dequantize, quantize_like_png
 
 N_VIEWS = 11
-
-
-def quantize(images: Tensor) -> Tensor:
-    """[-1, 1] float → the values an 8-bit PNG written as x·127.5 + 128 holds, back in [-1, 1]."""
-    return ((images * 127.5 + 128).clamp(0, 255).to(torch.uint8).float() - 127.5) / 127.5
 
 
 @torch.no_grad()
@@ -41,6 +37,6 @@ def render_views(G: TriPlaneGenerator, w: Tensor, camera: CameraConfig, n_views:
 def id_similarity(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor,
                   embedder: IdentityEmbedder, camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> float:
     """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over the sweep."""
-    before = quantize(render_views(G_before, w, camera, n_views, seed))
-    after = quantize(render_views(G_after, w, camera, n_views, seed))
+    before = dequantize(quantize_like_png(render_views(G_before, w, camera, n_views, seed)))
+    after = dequantize(quantize_like_png(render_views(G_after, w, camera, n_views, seed)))
     return float((embedder(before) * embedder(after)).sum(dim=1).mean())

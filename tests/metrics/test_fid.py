@@ -12,6 +12,7 @@ import torch
 from guide_ray.config.guide import CameraConfig
 from guide_ray.errors import WeightsInvalid, WeightsMissing
 from guide_ray.metrics import fid
+from guide_ray.utils.images import quantize_like_png
 from guide_ray.metrics.fid import FidStats, StatsCache, StatsKey
 from guide_ray.models.nets.inception import StandInFeatures
 
@@ -111,7 +112,7 @@ def test_load_real_features(tmp_path: Path) -> None:
 
 def test_quantize_like_png_matches_guides_conversion() -> None:
     img = torch.tensor([-1.5, -1.0, -0.999, 0.0, 0.99, 1.0, 2.0]).view(1, 1, 1, 7).expand(1, 3, 1, 7)
-    got = fid.quantize_like_png(img)[0, 0, 0].tolist()
+    got = quantize_like_png(img)[0, 0, 0].tolist()
     # x * 127.5 + 128, clamped to [0, 255], truncated: note 0 → 128 and 1 → 255 (not 127.5 / 255.5).
     assert got == [0, 0, 0, 128, 254, 255, 255]
 

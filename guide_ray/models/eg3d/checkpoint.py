@@ -312,17 +312,10 @@ def load_eg3d(path: Path | str, *, device: str | torch.device = "cpu", which: st
     return G.to(device).eval().requires_grad_(False)
 
 
-def save_eg3d(G: TriPlaneGenerator, path: Path | str, *, init_kwargs: Mapping[str, Any] | None = None) -> Path:
-    """Write G in our weights-only format (atomic), with what its state_dict lacks.
-
-    The constructor kwargs come from `init_kwargs`, else from `G.init_kwargs`, which
-    `load_eg3d` records (copies made with copy.deepcopy keep it).
-    """
-    kwargs = init_kwargs if init_kwargs is not None else getattr(G, "init_kwargs", None)
-    if kwargs is None:
-        raise ValueError("save_eg3d needs the generator's constructor kwargs: pass init_kwargs= "
-                         "or save a generator that came from load_eg3d")
-    record = _record(list(getattr(G, "init_args", [])), dict(kwargs), G.neural_rendering_resolution,
+def save_eg3d(G: TriPlaneGenerator, path: Path | str) -> Path:
+    """Write G in our weights-only format (atomic), with what its state_dict lacks
+    (constructor kwargs, neural_rendering_resolution, rendering_kwargs)."""
+    record = _record(list(getattr(G, "init_args", [])), dict(G.init_kwargs), G.neural_rendering_resolution,
                      G.rendering_kwargs, G.state_dict())
     return _save_atomically(record, path)
 
