@@ -1,0 +1,35 @@
+# guide_ray — two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv if missing and install once; a second install is a no-op (stamp file).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: the main job on the embedded default (tiny stand-in world, CPU, no network)
+demo: install
+	$(VENV)/bin/guide-ray run jobs/quickstart.yaml
+
+## make test: the fast suite (what CI runs); `make test-all` adds the slow cases
+test: install
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: install
+	$(PY) -m pytest -q
+
+## make bench: speed benchmarks (ratios within one run; see benchmarks/README.md)
+bench: install
+	$(PY) benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs
