@@ -25,6 +25,9 @@ class ManifestRowError(GuideRayError):
         who = f" ({identity_id})" if identity_id else ""
         super().__init__(f"manifest row {row}{who}: {reason}")
 
+    def __reduce__(self):  # picklable, so it can cross the Ray boundary intact
+        return type(self), (self.row, self.identity_id, self.reason)
+
 
 class WeightsMissing(GuideRayError):
     """A pretrained file is not in the weights directory; nothing is ever downloaded."""
@@ -32,6 +35,9 @@ class WeightsMissing(GuideRayError):
     def __init__(self, path: Path | str, how_to_get: str) -> None:
         self.path, self.how_to_get = Path(path), how_to_get
         super().__init__(f"missing weights file {self.path}: {how_to_get}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.how_to_get)
 
 
 class WeightsInvalid(GuideRayError):
@@ -47,6 +53,9 @@ class UnsafeCheckpoint(GuideRayError):
             f"refusing to load {self.path}: it references {module}.{name}, which is not on the "
             "allow-list of safe checkpoint globals (checkpoint code is never executed)"
         )
+
+    def __reduce__(self):
+        return type(self), (self.path, self.module, self.name)
 
 
 class BadImage(GuideRayError):

@@ -1,0 +1,221 @@
+"""JobSpec (the job YAML under jobs/) and WorkItem (one identity as shipped to a worker).
+
+`load_job` is the edge: YAML → validated, frozen JobSpec with every relative path resolved
+against the YAML's folder, so the spec means the same thing from any working directory.
+WorkItem is small and picklable; it carries the *effective* GuideConfig (job config → variant →
+row overrides, each step re-validated) so a worker never re-derives configuration.
+No torch, no ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from guide_ray.config.base import StrictModel
+from guide_ray.config.guide import GuideConfig, apply_overrides
+from guide_ray.config.manifest import ManifestRow, Scenario, describe_validation_error, resolve_media
+from guide_ray.errors import ConfigError
+
+Metric = Literal["ID", "ID_others", "FID_pre", "delta_FID_real"]
+FID_METRICS: tuple[Metric, ...] = ("FID_pre", "delta_FID_real")
+Backend = Literal["tiny", "eg3d-ffhq512-128"]
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ModelSpec(StrictModel):
+    """Which generator (and matching encoder / metric networks) the workers load."""
+
+    backend: Backend = Field(
+        "tiny", description="'tiny' = embedded CPU-sized default; 'eg3d-ffhq512-128' = the released EG3D"
+    )
+    weights_dir: str | None = Field(
+        None, description="folder of pretrained files (relative to the YAML); None = $GUIDE_RAY_WEIGHTS or ./weights"
+    )
+
+
+class GeneratedManifest(StrictModel):
+    """A manifest the run creates itself (written to RUN/manifest.parquet), e.g. for the quickstart."""
+
+    generate: Literal["random"] = Field(description="only 'random' for now: ids random-0000…, seeds from `seed`")
+    n: int = Field(ge=1, le=100_000, description="number of identities")
+    seed: int = Field(0, ge=0, description="manifest seed; per-row seeds are derived from it")
+
+
+class FidSpec(StrictModel):
+    """Sample settings of FID_pre / ΔFID_real (GUIDE's evaluate_fid.py: 5000 samples, batch 50, seed 0)."""
+
+    num_samples: int = Field(5000, ge=2, description="generated images per FID set")
+    seed: int = Field(0, ge=0, description="seed of the sampled latents and cameras")
+    batch_size: int = Field(50, ge=1, description="render batch")
+
+
+class Resources(StrictModel):
+    """Ray resources of one worker actor."""
+
+    gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs per actor; a fraction (e.g. 0.5) lets several identities share one GPU"
+    )
+    cpus_per_actor: float = Field(1.0, gt=0, description="logical CPUs per actor (decode, pre-processing)")
+
+    @field_validator("gpus_per_actor")
+    @classmethod
+    def _ray_gpu_rule(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError("more than one GPU per actor must be a whole number (Ray's rule)")
+        return v
+
+
+class JobSpec(StrictModel):
+    """A batch job: which identities, which model and config, what to measure, where to write."""
+
+    name: str = Field(pattern=JOB_NAME_PATTERN, description="job name; used in actor and submission names")
+    manifest: str | GeneratedManifest = Field(description="Parquet manifest path (relative to the YAML) or a generator")
+    model: ModelSpec = ModelSpec()
+    variant: str = Field("guide", description="default GUIDE variant (guide_ray.guide.variants); rows may override")
+    guide: GuideConfig = Field(GuideConfig(), description="base hyperparameters before variant and row overrides")
+    metrics: tuple[Metric, ...] = Field(("ID", "ID_others"), description="metrics computed per identity")
+    fid: FidSpec = FidSpec()
+    output_dir: str = Field(description="the run folder RUN (relative to the YAML); results, artifacts, tables")
+    cache_dir: str | None = Field(None, description="pretrained FID statistics cache; default RUN/cache")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = cuda when the actor got a GPU")
+    resources: Resources = Resources()
+    num_actors: int | None = Field(None, ge=1, description="None = as many as the cluster's GPUs (or CPUs) fit")
+    max_attempts: int = Field(2, ge=1, description="attempts per identity before it is recorded as failed")
+    limit: int | None = Field(None, ge=1, description="process only the first N valid manifest rows")
+    prefetch: int = Field(0, ge=0, le=4, description="extra items queued on each actor beyond the running one")
+    item_timeout_s: float | None = Field(None, gt=0, description="kill and retry an identity running longer")
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"metrics listed twice: {list(v)}")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def fid_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else self.run_dir / "cache"
+
+
+class WorkItem(StrictModel):
+    """One identity as a worker sees it: resolved paths, effective config, its run_key."""
+
+    identity_id: str
+    scenario: Scenario
+    source: str = Field(description="absolute path or URI; '' for random")
+    other_images: tuple[str, ...] = ()
+    seed: int
+    variant: str
+    guide: GuideConfig = Field(description="effective config: job.guide → variant → row overrides")
+    run_key: str
+
+
+def load_job(path: Path) -> JobSpec:
+    """Read and validate a job YAML; relative paths become absolute (against the YAML's folder).
+
+    Raises ConfigError naming the file and the offending field.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read job file {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"job file {path}: expected a mapping at the top level")
+    base = path.resolve().parent
+    for key in ("manifest", "output_dir", "cache_dir"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str((base / raw[key]).resolve())
+    if isinstance(raw.get("model"), dict) and isinstance(raw["model"].get("weights_dir"), str):
+        raw["model"] = {**raw["model"], "weights_dir": str((base / raw["model"]["weights_dir"]).resolve())}
+    try:
+        job = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"job file {path}: {describe_validation_error(exc)}") from exc
+    try:
+        effective_guide(job, job.variant, {})  # an unknown job-level variant fails at load time
+    except ConfigError as exc:
+        raise ConfigError(f"job file {path}: variant: {exc}") from exc
+    return job
+
+
+def effective_guide(job: JobSpec, variant: str, overrides: dict[str, object]) -> GuideConfig:
+    """job.guide with `variant`'s switches, then dotted `overrides`; every step re-validated.
+
+    Raises ConfigError (unknown variant, with a did-you-mean) or ValueError/ValidationError
+    (bad override key or value), which the caller turns into a row error.
+    """
+    from guide_ray.guide.variants import apply_variant  # kept lazy: guide/ may grow torch imports
+
+    cfg = apply_variant(job.guide, variant)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def make_work_item(
+    job: JobSpec, row: ManifestRow, manifest_dir: Path, *, run_key: str, guide: GuideConfig
+) -> WorkItem:
+    """The WorkItem of `row`: paths resolved against the manifest's folder."""
+    return WorkItem(
+        identity_id=row.identity_id,
+        scenario=row.scenario,
+        source=resolve_media(row.source, manifest_dir),
+        other_images=tuple(resolve_media(p, manifest_dir) for p in row.other_images),
+        seed=row.seed,
+        variant=row.variant or job.variant,
+        guide=guide,
+        run_key=run_key,
+    )
+
+
+def with_output_dir(job: JobSpec, output_dir: Path) -> JobSpec:
+    """`job` writing to another run folder (re-validated). The folder is not part of any run_key."""
+    return JobSpec.model_validate({**job.model_dump(), "output_dir": str(output_dir)})
+
+
+def reference_markdown() -> str:
+    """The job-spec reference table of docs/engine.md, generated from JobSpec's JSON schema.
+
+    Nested sections (model, fid, resources) are expanded as dotted keys; GuideConfig is
+    referenced, not expanded (it has its own documentation in guide_ray/config/guide.py).
+    """
+    schema = JobSpec.model_json_schema()
+    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+    _reference_rows(schema, schema, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _reference_rows(schema: dict, node: dict, prefix: str, lines: list[str]) -> None:
+    required = set(node.get("required", []))
+    for name, prop in node["properties"].items():
+        ref = prop.get("$ref", "").rsplit("/", 1)[-1]
+        if ref and ref != "GuideConfig":
+            _reference_rows(schema, schema["$defs"][ref], f"{prefix}{name}.", lines)
+            continue
+        if name in required:
+            default = "required"
+        elif ref == "GuideConfig":
+            default = "the official defaults"
+        else:
+            default = f"`{json.dumps(prop.get('default'))}`"
+        desc = prop.get("description", "").replace("|", "\\|")
+        lines.append(f"| `{prefix}{name}` | {_type_name(prop)} | {default} | {desc} |")
+
+
+def _type_name(prop: dict) -> str:
+    if "anyOf" in prop:
+        return " \\| ".join(_type_name(p) for p in prop["anyOf"])
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "enum" in prop or "const" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop.get("enum", [prop.get("const")]))
+    if prop.get("type") == "array":
+        return f"list of {_type_name(prop['items'])}"
+    return prop.get("type", "any")

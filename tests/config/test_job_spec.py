@@ -1,0 +1,90 @@
+"""JobSpec edge: YAML validation, path resolution, effective per-item config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from guide_ray.config.job import GeneratedManifest, JobSpec, effective_guide, load_job, with_output_dir
+from guide_ray.errors import ConfigError
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+
+
+def _job_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "jobs" / "j.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize("path", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_job_loads(path: Path) -> None:
+    job = load_job(path)
+    assert Path(job.output_dir).is_absolute()
+
+
+def test_quickstart_is_cpu_tiny_and_small() -> None:
+    job = load_job(JOBS / "quickstart.yaml")
+    assert job.model.backend == "tiny" and job.device == "cpu" and job.resources.gpus_per_actor == 0
+    assert isinstance(job.manifest, GeneratedManifest) and job.manifest.n <= 5
+    assert job.guide.iterations <= 50
+    assert job.run_dir == (JOBS.parent / "runs" / "quickstart").resolve()
+
+
+def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
+    job = load_job(_job_file(tmp_path, "name: t\nmanifest: m.parquet\noutput_dir: ../out\nmodel: {weights_dir: w}\n"))
+    assert job.manifest == str(tmp_path / "jobs" / "m.parquet")
+    assert job.output_dir == str(tmp_path / "out")
+    assert job.model.weights_dir == str(tmp_path / "jobs" / "w")
+    assert job.fid_cache_dir == tmp_path / "out" / "cache"
+
+
+def test_misspelt_key_names_file_and_field(tmp_path: Path) -> None:
+    path = _job_file(tmp_path, "name: t\nmanifest: m.parquet\noutput_dir: o\nguide: {iteratons: 3}\n")
+    with pytest.raises(ConfigError, match=r"j\.yaml: guide\.iteratons: Extra inputs are not permitted"):
+        load_job(path)
+
+
+def test_unknown_variant_suggests_the_close_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'guide'"):
+        load_job(_job_file(tmp_path, "name: t\nmanifest: m.parquet\noutput_dir: o\nvariant: guid\n"))
+
+
+def test_bad_yaml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read job file"):
+        load_job(_job_file(tmp_path, "name: [unclosed\n"))
+
+
+@pytest.mark.parametrize("gpus", [1.5, -0.5])
+def test_gpu_share_rules(gpus: float) -> None:
+    with pytest.raises(ValidationError):
+        JobSpec(name="t", manifest="m", output_dir="o", resources={"gpus_per_actor": gpus})
+
+
+def test_fractional_and_whole_gpus_are_accepted() -> None:
+    for gpus in (0.25, 0.5, 1, 2):
+        assert JobSpec(name="t", manifest="m", output_dir="o", resources={"gpus_per_actor": gpus})
+
+
+def test_duplicate_metrics_rejected() -> None:
+    with pytest.raises(ValidationError, match="listed twice"):
+        JobSpec(name="t", manifest="m", output_dir="o", metrics=["ID", "ID"])
+
+
+def test_effective_guide_applies_variant_then_overrides() -> None:
+    job = JobSpec(name="t", manifest="m", output_dir="o", guide={"d": 25.0, "iterations": 7})
+    cfg = effective_guide(job, "baseline", {"lr": 3e-4})
+    assert cfg.target == "average" and not cfg.loss_adj and not cfg.loss_global
+    assert (cfg.d, cfg.iterations, cfg.lr) == (25.0, 7, 3e-4)
+    with pytest.raises(ValidationError):
+        effective_guide(job, "guide", {"lr": -1.0})
+    with pytest.raises(ValueError, match="not a section"):
+        effective_guide(job, "guide", {"d.x": 1})
+
+
+def test_with_output_dir_revalidates() -> None:
+    job = JobSpec(name="t", manifest="m", output_dir="o")
+    assert with_output_dir(job, Path("/elsewhere")).run_dir == Path("/elsewhere")
