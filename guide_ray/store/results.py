@@ -1,0 +1,113 @@
+"""Durable per-identity result rows: atomic commit, the done-set for resume, and reading them back.
+
+Layout: RUN/results/<identity_id>.parquet holds exactly one `ResultRow`. A row is written to a
+temp file in the same folder and `os.replace`d into place, so a crash (Ctrl-C, driver death,
+node loss) leaves either no row or a whole row, never half of one. The driver is the only writer.
+No torch, no ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pyarrow.parquet as pq
+
+from guide_ray.store.schema import ResultRow, rows_to_table, table_to_rows
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results"
+SUPERSEDED = "superseded"
+MANIFEST_ERRORS = "manifest_errors.json"
+_TMP_SUFFIX = ".tmp"
+
+
+def result_path(run_dir: Path, identity_id: str) -> Path:
+    """Where the committed row of `identity_id` lives."""
+    return run_dir / RESULTS / f"{identity_id}.parquet"
+
+
+def commit_row(run_dir: Path, row: ResultRow) -> Path:
+    """Write `row` atomically to RUN/results/<identity_id>.parquet, replacing any older row.
+
+    Callers decide whether replacing is allowed (`engine.run` only replaces failed rows on
+    `--retry-failed`); this function only guarantees all-or-nothing visibility.
+    """
+    final = result_path(run_dir, row.identity_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.{uuid4().hex}{_TMP_SUFFIX}")
+    try:
+        pq.write_table(rows_to_table([row]), tmp)
+        os.replace(tmp, final)  # atomic on POSIX within one folder: the commit point
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def read_row(path: Path) -> ResultRow:
+    """The single row stored in `path`. Raises ValueError if the file is not a one-row result."""
+    rows = table_to_rows(pq.read_table(path))
+    if len(rows) != 1:
+        raise ValueError(f"{path}: expected exactly one result row, found {len(rows)}")
+    return rows[0]
+
+
+def iter_rows(run_dir: Path) -> Iterator[ResultRow]:
+    """Every committed row of the run, in identity_id order; temp files are never read."""
+    folder = run_dir / RESULTS
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.parquet")):
+        yield read_row(path)
+
+
+def committed(run_dir: Path) -> dict[str, ResultRow]:
+    """identity_id → committed row, whatever its run_key; the engine compares keys (resume)."""
+    return {row.identity_id: row for row in iter_rows(run_dir)}
+
+
+def sweep_tmp(run_dir: Path) -> int:
+    """Delete temp files left by an interrupted commit; returns how many. Safe: never a committed row."""
+    folder = run_dir / RESULTS
+    stale = list(folder.glob(f"*{_TMP_SUFFIX}")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d unfinished result file(s) from an interrupted commit", len(stale))
+    return len(stale)
+
+
+def supersede(run_dir: Path, row: ResultRow) -> Path:
+    """Move a committed row aside to RUN/superseded/<identity_id>.<run_key>.parquet (never deleted).
+
+    Used by `--replace-stale`, so a row computed under other settings stays inspectable after
+    its identity is recomputed.
+    """
+    target = run_dir / SUPERSEDED / f"{row.identity_id}.{row.run_key}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(result_path(run_dir, row.identity_id), target)
+    return target
+
+
+def write_manifest_errors(run_dir: Path, errors: list[dict[str, object]]) -> Path:
+    """RUN/manifest_errors.json: one {row, identity_id, reason} per rejected manifest row ([] if none).
+
+    Rejected rows have no valid identity to key a result file by, so they live here, not in results/.
+    """
+    path = run_dir / MANIFEST_ERRORS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid4().hex}{_TMP_SUFFIX}")
+    tmp.write_text(json.dumps(errors, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest_errors(run_dir: Path) -> list[dict[str, object]]:
+    """The rejected manifest rows of the last run ([] when the file is absent)."""
+    path = run_dir / MANIFEST_ERRORS
+    return json.loads(path.read_text()) if path.is_file() else []

@@ -1,0 +1,104 @@
+"""The result row: one identity's outcome, the only record the reducer and resume logic trust.
+
+`ResultRow` (pydantic) and `RESULT_SCHEMA` (pyarrow) describe the same columns in the same order;
+tests/store/test_result_schema.py keeps them equal and pins the column list, so a change here is a
+deliberate schema change (bump `SCHEMA_VERSION` and update docs/engine.md). No torch, no ray.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from guide_ray.config.base import StrictModel
+
+SCHEMA_VERSION = "1"
+METRIC_COLUMNS = ("ID", "ID_others", "FID_pre", "delta_FID_real")
+
+
+class ResultRow(StrictModel):
+    """One identity, one run_key: the commit record written by the driver (see store.results)."""
+
+    identity_id: str = Field(description="unique id from the manifest; also the result file name")
+    scenario: str = Field(description="random | ffhq | celebahq | custom")
+    variant: str = Field(description="GUIDE variant name (guide_ray.guide.variants)")
+    seed: int = Field(description="the item's seed: random latent and unlearning RNG")
+    source: str = Field(description="source image path/URI as resolved by the manifest reader; '' for random")
+    status: Literal["ok", "failed"] = Field(description="'ok', or 'failed' after max_attempts attempts")
+    error: str | None = Field(None, description="'ExceptionType: message' when failed")
+    ID: float | None = Field(None, description="identity similarity before vs after, target views (lower = forgotten)")
+    ID_others: float | None = Field(None, description="same, on the person's other images; null for random/ffhq")
+    FID_pre: float | None = Field(None, description="FID(pretrained samples, unlearned samples)")
+    delta_FID_real: float | None = Field(None, description="FID(real, unlearned) - FID(real, pretrained)")
+    loss_first: float | None = Field(None, description="total unlearning loss at the first step")
+    loss_last: float | None = Field(None, description="total unlearning loss at the last step")
+    loss_min: float | None = Field(None, description="lowest total unlearning loss over all steps")
+    iterations: int | None = Field(None, description="unlearning steps actually run")
+    seconds: float = Field(description="wall time of the final attempt, measured in the worker (or driver on death)")
+    attempts: int = Field(1, ge=1, description="attempts used, including the one recorded here")
+    worker: str = Field(description="actor name, e.g. 'quickstart-3f2a1c-w0'")
+    node: str = Field(description="Ray node id ('unknown' if the actor died before reporting it)")
+    device: str = Field(description="torch device, plus Ray's GPU ids: 'cuda:0 (GPU 3)', 'cpu'")
+    stand_in: bool = Field(False, description="True when any stand-in network or generator was used")
+    run_key: str = Field(description="per-item fingerprint of every result-affecting setting (store.runkey)")
+    job_key: str = Field(description="per-job part of run_key: backend, weights, metrics, code version")
+    code_version: str = Field(description="guide_ray.__version__ that produced the row")
+    artifact_weights: str | None = Field(None, description="unlearned synthesis weights, relative to the run dir")
+    artifact_grid: str | None = Field(None, description="before/after image grid, relative to the run dir")
+    finished_at: datetime = Field(description="UTC time the row was built (informational, not a key)")
+
+
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("scenario", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("ID", pa.float64()),
+        pa.field("ID_others", pa.float64()),
+        pa.field("FID_pre", pa.float64()),
+        pa.field("delta_FID_real", pa.float64()),
+        pa.field("loss_first", pa.float64()),
+        pa.field("loss_last", pa.float64()),
+        pa.field("loss_min", pa.float64()),
+        pa.field("iterations", pa.int64()),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("attempts", pa.int64(), nullable=False),
+        pa.field("worker", pa.string(), nullable=False),
+        pa.field("node", pa.string(), nullable=False),
+        pa.field("device", pa.string(), nullable=False),
+        pa.field("stand_in", pa.bool_(), nullable=False),
+        pa.field("run_key", pa.string(), nullable=False),
+        pa.field("job_key", pa.string(), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("artifact_weights", pa.string()),
+        pa.field("artifact_grid", pa.string()),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+    metadata={"guide_ray.schema_version": SCHEMA_VERSION},
+)
+
+
+def utc_now() -> datetime:
+    """The `finished_at` stamp: timezone-aware UTC (Parquet stores it as microseconds)."""
+    return datetime.now(UTC)
+
+
+def rows_to_table(rows: list[ResultRow]) -> pa.Table:
+    """Rows → a table with exactly RESULT_SCHEMA (column order, types, metadata)."""
+    data = [row.model_dump() for row in rows]
+    return pa.Table.from_pylist(data, schema=RESULT_SCHEMA)
+
+
+def table_to_rows(table: pa.Table) -> list[ResultRow]:
+    """A table read back from disk → validated rows. Raises ValueError on a foreign schema."""
+    got = table.schema.remove_metadata()
+    if not got.equals(RESULT_SCHEMA.remove_metadata()):
+        raise ValueError(f"not a guide_ray result table (schema v{SCHEMA_VERSION}): got columns {got.names}")
+    return [ResultRow.model_validate(record) for record in table.to_pylist()]
