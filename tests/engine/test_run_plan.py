@@ -1,0 +1,109 @@
+"""Planning without Ray: resume done-set, stale rows, retry-failed, limit, row errors from config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from guide_ray.config.job import JobSpec
+from guide_ray.engine.run import RunOptions, plan, write_run_records
+from guide_ray.engine.worker import Placement, failed_row
+from guide_ray.errors import ConfigError, WeightsMissing
+from guide_ray.store import results
+
+
+def _job(tmp_path: Path, **changes: object) -> JobSpec:
+    base = {"name": "t", "manifest": {"generate": "random", "n": 4, "seed": 0}, "output_dir": str(tmp_path / "run")}
+    return JobSpec.model_validate({**base, **changes})
+
+
+def _commit(job: JobSpec, item, status: str = "ok") -> None:  # noqa: ANN001
+    row = failed_row(item, "E: x", 1.0, placement=Placement("w", "n", "cpu"), job_key="j")
+    results.commit_row(job.run_dir, row.model_validate({**row.model_dump(), "status": status,
+                                                        "error": None if status == "ok" else "E: x"}))
+
+
+def test_fresh_run_plans_every_row_in_order(tmp_path: Path) -> None:
+    p = plan(_job(tmp_path), RunOptions())
+    assert [i.identity_id for i in p.todo] == [f"random-000{i}" for i in range(4)]
+    assert len({i.run_key for i in p.todo}) == 4 and p.skipped == [] and p.errors == []
+    assert p.weights.core == "tiny:embedded" and p.weights.encoder is None
+
+
+def test_committed_rows_with_the_same_key_are_skipped(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    first = plan(job, RunOptions())
+    _commit(job, first.todo[1])
+    second = plan(job, RunOptions())
+    assert second.skipped == ["random-0001"]
+    assert [i.identity_id for i in second.todo] == ["random-0000", "random-0002", "random-0003"]
+
+
+def test_failed_rows_are_kept_unless_retry_failed(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    _commit(job, plan(job, RunOptions()).todo[0], status="failed")
+    assert plan(job, RunOptions()).skipped == ["random-0000"]
+    assert plan(job, RunOptions(retry_failed=True)).todo[0].identity_id == "random-0000"
+
+
+def test_rows_under_other_settings_refuse_the_run(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    _commit(job, plan(job, RunOptions()).todo[0])
+    changed = _job(tmp_path, guide={"iterations": 5})
+    with pytest.raises(ConfigError, match="other settings for 1 identities \\(random-0000\\); nothing was overwritten"):
+        plan(changed, RunOptions())
+    p = plan(changed, RunOptions(replace_stale=True))
+    assert [r.identity_id for r in p.stale] == ["random-0000"] and len(p.todo) == 4
+
+
+def test_limit_takes_the_first_valid_rows_and_cli_wins(tmp_path: Path) -> None:
+    job = _job(tmp_path, limit=3)
+    assert len(plan(job, RunOptions()).todo) == 3
+    assert [i.identity_id for i in plan(job, RunOptions(limit=1)).todo] == ["random-0000"]
+
+
+def test_bad_variant_and_override_rows_become_row_errors(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({
+        "identity_id": ["a", "b", "c", "d"], "scenario": ["random"] * 4, "seed": [1, 2, 3, 4],
+        "variant": [None, "guid", None, "baseline"], "guide.lr": [None, None, -1.0, 1e-3],
+    }), manifest)
+    p = plan(_job(tmp_path, manifest=str(manifest)), RunOptions())
+    assert [i.identity_id for i in p.todo] == ["a", "d"]
+    assert p.todo[1].variant == "baseline" and p.todo[1].guide.lr == 1e-3 and p.todo[1].guide.target == "average"
+    assert [(e.row, e.identity_id) for e in p.errors] == [(1, "b"), (2, "c")]
+    assert "Did you mean 'guide'" in p.errors[0].reason and "lr" in p.errors[1].reason
+
+
+def test_photo_rows_need_the_encoder_key_only_for_themselves(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"identity_id": ["r", "p"], "scenario": ["random", "custom"], "seed": [1, 1],
+                             "source": [None, "a.png"]}), manifest)
+    p = plan(_job(tmp_path, manifest=str(manifest)), RunOptions())
+    assert p.weights.encoder == "tiny:embedded"
+    assert p.todo[1].source == str((tmp_path / "a.png").resolve())
+    only_random = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"identity_id": ["r"], "scenario": ["random"], "seed": [1]}), only_random)
+    assert plan(_job(tmp_path, manifest=str(only_random)), RunOptions()).todo[0].run_key == p.todo[0].run_key
+
+
+def test_run_records(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"identity_id": ["ok", "no id!"], "scenario": ["random"] * 2, "seed": [1, 2]}), manifest)
+    job = _job(tmp_path, manifest=str(manifest))
+    write_run_records(job, plan(job, RunOptions()))
+    [err] = results.read_manifest_errors(job.run_dir)
+    assert err["row"] == 1 and err["identity_id"] == "no id!" and "identity_id" in err["reason"]
+    assert (job.run_dir / "job.resolved.json").read_text().count('"job_key"') == 1
+
+
+def test_missing_weights_stop_the_plan_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    job = _job(tmp_path, model={"backend": "eg3d-ffhq512-128", "weights_dir": str(tmp_path / "weights")})
+    with pytest.raises(WeightsMissing, match="ffhqrebalanced512-128.pkl"):
+        plan(job, RunOptions())
+    assert not (job.run_dir / "results").exists()
