@@ -1,0 +1,95 @@
+"""`guide-ray report RUN`: summary tables plus RUN/report.html, a static page to browse a run.
+
+The page shows the Table-1 summary, rejected manifest rows, and one card per identity with its
+before/after grid (a relative link, so the run folder can be copied or served as is), metrics,
+and the error of failed identities. Rows computed with stand-in networks are marked (†) in the
+table and badged on their card: such numbers are not comparable to the paper.
+No torch, no ray.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from guide_ray.reduce.tables import METRICS, STAND_IN_MARK, display_table, format_cell, write_tables
+from guide_ray.store.results import iter_rows, read_manifest_errors
+from guide_ray.store.schema import ResultRow
+
+REPORT = "report.html"
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
+.cards { display: flex; flex-wrap: wrap; gap: 1em; }
+.card { border: 1px solid #ccc; border-radius: 6px; padding: 0.6em; width: 420px; }
+.card img { max-width: 100%; } .failed { background: #fff0f0; } .badge { color: #a60; font-weight: bold; }
+pre { white-space: pre-wrap; font-size: 0.85em; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Everything `write_report` wrote."""
+
+    html: Path
+    tables: dict[str, Path]
+    markdown: str
+
+
+def write_report(run_dir: Path) -> ReportPaths:
+    """Write RUN/tables/summary.* and RUN/report.html from the committed rows of `run_dir`."""
+    summary, tables = write_tables(run_dir)
+    rows = list(iter_rows(run_dir))
+    errors = read_manifest_errors(run_dir)
+    page = render_page(run_dir.name, summary, rows, errors)
+    path = run_dir / REPORT
+    path.write_text(page)
+    return ReportPaths(html=path, tables=tables, markdown=tables["md"].read_text())
+
+
+def render_page(title: str, summary: pd.DataFrame, rows: list[ResultRow], errors: list[dict[str, object]]) -> str:
+    """The whole HTML page as a string (pure; every user-supplied string escaped)."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
+             f"<style>{_STYLE}</style></head><body><h1>GUIDE unlearning run: {_e(title)}</h1>",
+             "<h2>Summary (mean ± std over ok identities; all metrics lower is better)</h2>",
+             display_table(summary).to_html(index=False, escape=True, na_rep="–")]
+    if not summary.empty and bool(summary["stand_in"].any()):
+        parts.append(f"<p class='badge'>{STAND_IN_MARK} computed with stand-in networks or generator: "
+                     "not comparable to the paper.</p>")
+    if errors:
+        items = "".join(
+            f"<li>row {_e(e['row'])} ({_e(e['identity_id'] or '?')}): {_e(e['reason'])}</li>" for e in errors
+        )
+        parts.append(f"<h2>Rejected manifest rows ({len(errors)})</h2><ul>{items}</ul>")
+    parts.append(f"<h2>Identities ({len(rows)})</h2><div class='cards'>")
+    parts += [_card(row) for row in rows]
+    parts.append("</div></body></html>\n")
+    return "\n".join(parts)
+
+
+def _card(row: ResultRow) -> str:
+    metrics = "".join(
+        f"<tr><th>{_e(header)}</th><td>{format_cell(_num(getattr(row, name)), float('nan'), decimals)}</td></tr>"
+        for name, header, decimals in METRICS
+    )
+    badge = f" <span class='badge'>{STAND_IN_MARK} stand-in</span>" if row.stand_in else ""
+    grid = ""
+    if row.artifact_grid:
+        grid = f"<img src='{_e(row.artifact_grid)}' alt='before/after grid of {_e(row.identity_id)}'>"
+    error = f"<pre>{_e(row.error)}</pre>" if row.error else ""
+    return (
+        f"<div class='card {_e(row.status)}'><h3>{_e(row.identity_id)}{badge}</h3>"
+        f"<p>{_e(row.scenario)} · {_e(row.variant)} · seed {row.seed} · {_e(row.status)} · "
+        f"{row.seconds / 60:.1f} min · {_e(row.device)}</p>{grid}<table>{metrics}</table>{error}</div>"
+    )
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)

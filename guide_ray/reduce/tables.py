@@ -1,0 +1,116 @@
+"""Per-identity rows → the paper's Table 1: mean ± std of each metric per scenario × variant.
+
+`summarize` is a pure function (rows in, DataFrame out) so it is tested without files;
+`write_tables` adds RUN/tables/summary.{parquet,csv,md}. Means and standard deviations are over
+`ok` rows only (failed rows are counted, not averaged); std is the sample std (ddof=1), blank
+for a single identity. All four metrics are lower-is-better, as in the paper (↓).
+No torch, no ray.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from guide_ray.store.results import iter_rows, read_manifest_errors
+from guide_ray.store.schema import ResultRow
+
+# (row column, table header, decimals): the paper's Table 1 columns, all ↓
+METRICS = (
+    ("ID", "ID ↓", 4),
+    ("ID_others", "ID_others ↓", 4),
+    ("FID_pre", "FID_pre ↓", 3),
+    ("delta_FID_real", "ΔFID_real ↓", 3),
+)
+SCENARIO_ORDER = ("random", "ffhq", "celebahq", "custom")  # Random, InD, OOD, user photos
+VARIANT_ORDER = ("baseline", "extrapolated", "extrapolated+adj", "guide")  # the paper's rows, top to bottom
+STAND_IN_MARK = "†"
+SUMMARY_COLUMNS = (
+    ["scenario", "variant"]
+    + [f"{m}_{stat}" for m, _, _ in METRICS for stat in ("mean", "std", "n")]
+    + ["minutes_mean", "minutes_std", "ok", "failed", "stand_in"]
+)
+
+
+def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
+    """Rows as a DataFrame with the ResultRow columns (empty frame with those columns if no rows)."""
+    records = [r.model_dump() for r in rows]
+    return pd.DataFrame.from_records(records, columns=list(ResultRow.model_fields))
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (scenario, variant), in paper order; numeric mean/std/n per metric, counts, stand-in flag."""
+    out = []
+    for (scenario, variant), group in frame.groupby(["scenario", "variant"], sort=False):
+        ok = group[group["status"] == "ok"]
+        record: dict[str, object] = {"scenario": scenario, "variant": variant}
+        for metric, _, _ in METRICS:
+            values = pd.to_numeric(ok[metric], errors="raise").dropna()
+            record |= {f"{metric}_mean": values.mean(), f"{metric}_std": values.std(ddof=1), f"{metric}_n": len(values)}
+        minutes = ok["seconds"].astype(float) / 60.0
+        record |= {"minutes_mean": minutes.mean(), "minutes_std": minutes.std(ddof=1),
+                   "ok": len(ok), "failed": int((group["status"] == "failed").sum()),
+                   "stand_in": bool(group["stand_in"].any())}
+        out.append(record)
+    summary = pd.DataFrame.from_records(out, columns=SUMMARY_COLUMNS)
+    if summary.empty:
+        return summary
+    order = summary.apply(lambda r: (_rank(r["scenario"], SCENARIO_ORDER), _rank(r["variant"], VARIANT_ORDER),
+                                     r["scenario"], r["variant"]), axis=1)
+    return summary.loc[order.sort_values().index].reset_index(drop=True)
+
+
+def _rank(value: str, order: tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def format_cell(mean: float, std: float, decimals: int) -> str:
+    """'0.0183 ± 0.0021'; just the mean for one sample; '–' when nothing was measured."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    if std is None or math.isnan(std):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The human table (strings): Scenario | Method | ID ↓ | … | min/identity | ok | failed."""
+    records = []
+    for _, r in summary.iterrows():
+        rec = {"Scenario": r["scenario"], "Method": r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")}
+        for metric, header, decimals in METRICS:
+            rec[header] = format_cell(r[f"{metric}_mean"], r[f"{metric}_std"], decimals)
+        rec["min/identity"] = format_cell(r["minutes_mean"], r["minutes_std"], 1)
+        rec |= {"ok": int(r["ok"]), "failed": int(r["failed"])}
+        records.append(rec)
+    headers = ["Scenario", "Method", *(h for _, h, _ in METRICS), "min/identity", "ok", "failed"]
+    return pd.DataFrame.from_records(records, columns=headers)
+
+
+def to_markdown(summary: pd.DataFrame, invalid_rows: int = 0) -> str:
+    """GitHub markdown of `display_table`, with the stand-in and invalid-row footnotes."""
+    table = display_table(summary)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in table.itertuples(index=False)]
+    if table.empty:
+        lines.append("\n_No results yet._")
+    if not summary.empty and bool(summary["stand_in"].any()):
+        lines.append(f"\n{STAND_IN_MARK} computed with stand-in networks or generator: not comparable to the paper.")
+    if invalid_rows:
+        lines.append(f"\n{invalid_rows} manifest row(s) were rejected; see manifest_errors.json.")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Summarize every committed row of `run_dir` into RUN/tables/summary.{parquet,csv,md}."""
+    summary = summarize(rows_frame(iter_rows(run_dir)))
+    folder = run_dir / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {ext: folder / f"summary.{ext}" for ext in ("parquet", "csv", "md")}
+    summary.to_parquet(paths["parquet"], index=False)
+    summary.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(to_markdown(summary, len(read_manifest_errors(run_dir))))
+    return summary, paths
