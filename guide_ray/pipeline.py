@@ -28,7 +28,7 @@ from guide_ray.models.nets.base import IdentityEmbedder, LossNets
 from guide_ray.models.nets.factory import build_fid_extractor, build_id_metric, build_loss_nets
 from guide_ray.store.artifacts import artifact_dir, atomic_file
 from guide_ray.utils.images import save_curve, save_grid
-from guide_ray.utils.seeding import make_rng
+from guide_ray.utils.seeding import derive_seed, make_rng
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,14 @@ class Pipeline:
         self.extractor = build_fid_extractor(backend, self.weights_dir, self.device) if wants_fid else None
         self.pre_stats: fid.FidStats | None = None
         self.real_stats: fid.FidStats | None = None
-        self._inverter = None
+        self._encoder = None
+        self.inversion_stand_in = False
 
     @property
     def stand_in(self) -> bool:
-        nets = [self.nets, self.id_metric, self.extractor, self._inverter]
-        return self.job.model.backend == "tiny" or any(getattr(n, "stand_in", False) for n in nets)
+        nets = [self.nets, self.id_metric, self.extractor]
+        return (self.job.model.backend == "tiny" or self.inversion_stand_in
+                or any(getattr(n, "stand_in", False) for n in nets))
 
     def prepare(self, cache_dir: Path) -> None:
         """Pretrained-generator FID statistics: computed once per run, cached on disk by fingerprint."""
@@ -195,18 +197,23 @@ class Pipeline:
     def _invert(self, path: str, seed: int) -> Tensor:
         from guide_ray.guide.inversion import load_face_image
         image = load_face_image(Path(path)).to(self.device)
-        return self._get_inverter(seed).invert(image).detach()
+        inverter = self._inverter_for(seed)
+        self.inversion_stand_in = inverter.stand_in
+        return inverter.invert(image).detach()
 
-    def _get_inverter(self, seed: int):
-        """GOAE for the real backend (encoder_FFHQ.pt required); seeded projection for the tiny world."""
+    def _inverter_for(self, seed: int):
+        """The job's inversion method (ModelSpec.inversion), seeded from the identity's seed."""
         from guide_ray.guide.inversion import GoaeInverter, ProjectionInverter
-        if self.job.model.backend == "tiny":
-            return ProjectionInverter(self.G_s, self.nets.perceptual, seed=seed)
-        if self._inverter is None:
+        spec = self.job.model.inversion
+        if spec.resolved_method(self.job.model.backend) == "projection":
+            return ProjectionInverter(self.G_s, self.nets.perceptual, steps=spec.projection_steps,
+                                      lr=spec.projection_lr, seed=derive_seed(seed, "invert"))
+        if self._encoder is None:  # loaded once per worker
             from guide_ray.models.goae.load import load_goae_encoder
-            encoder = load_goae_encoder(W.resolve_file(W.GOAE_ENCODER.name, self.weights_dir), self.device)
-            self._inverter = GoaeInverter(encoder, self.G_s.backbone.mapping.w_avg)
-        return self._inverter
+            self._encoder = load_goae_encoder(W.resolve_file(W.GOAE_ENCODER.name, self.weights_dir), self.device)
+        generator = make_rng(seed, "invert", self.device) if spec.goae_train_mode else None
+        return GoaeInverter(self._encoder, self.G_s.backbone.mapping.w_avg, train_mode=spec.goae_train_mode,
+                            generator=generator)
 
 
 def _log_every(identity_id: str, iterations: int, every: int = 50) -> StepHook:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from guide_ray.config.base import StrictModel
 from guide_ray.config.guide import GuideConfig, apply_overrides
@@ -27,6 +27,23 @@ Backend = Literal["tiny", "eg3d-ffhq512-128"]
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
+class InversionSpec(StrictModel):
+    """How a photo becomes w_u. Chosen explicitly per backend; nothing falls back silently."""
+
+    method: Literal["goae", "projection"] | None = Field(
+        None, description="None = 'goae' on eg3d-ffhq512-128 (needs encoder_FFHQ.pt), 'projection' on tiny "
+        "(no encoder exists for the stand-in world)")
+    goae_train_mode: bool = Field(
+        False, description="invert with the encoder in train mode (DropPath/dropout on, seeded), as GUIDE's code does")
+    projection_steps: int = Field(200, ge=1, description="Adam steps of the optimisation-based W+ projection")
+    projection_lr: float = Field(0.01, gt=0, description="learning rate of the projection")
+
+    def resolved_method(self, backend: str) -> str:
+        if self.method is not None:
+            return self.method
+        return "projection" if backend == "tiny" else "goae"
+
+
 class ModelSpec(StrictModel):
     """Which generator (and matching encoder / metric networks) the workers load."""
 
@@ -36,6 +53,13 @@ class ModelSpec(StrictModel):
     weights_dir: str | None = Field(
         None, description="folder of pretrained files (relative to the YAML); None = $GUIDE_RAY_WEIGHTS or ./weights"
     )
+    inversion: InversionSpec = InversionSpec()
+
+    @model_validator(mode="after")
+    def _goae_needs_a_real_backend(self) -> ModelSpec:
+        if self.backend == "tiny" and self.inversion.method == "goae":
+            raise ValueError("inversion.method 'goae' needs a real backend: GOAE was trained for EG3D FFHQ")
+        return self
 
 
 class GeneratedManifest(StrictModel):

@@ -108,9 +108,14 @@ def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str])
     core = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics)
     encoder_fp = None
     if scenarios & INVERSION_SCENARIOS:
-        with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
-                                                 scenarios=sorted(scenarios & INVERSION_SCENARIOS))
-        encoder_fp = _digest(model.backend, {k: v for k, v in with_encoder.items() if k not in core})
+        encoder_files: dict[str, Path] = {}
+        if model.inversion.resolved_method(model.backend) == "goae":
+            with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
+                                                     scenarios=sorted(scenarios & INVERSION_SCENARIOS))
+            encoder_files = {k: v for k, v in with_encoder.items() if k not in core}
+        # photo identities also depend on how they are inverted
+        encoder_fp = fingerprint({"files": _digest(model.backend, encoder_files),
+                                  "inversion": model.inversion.model_dump(mode="json")})
     return WeightsKey(core=_digest(model.backend, core), encoder=encoder_fp)
 
 

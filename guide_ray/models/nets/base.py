@@ -11,7 +11,21 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+
+class FrozenNet(nn.Module):
+    """A loss or metric network: no trainable parameters and always in eval mode.
+
+    `.train()` is a no-op so that a parent's train() never turns on dropout (LPIPS heads) or
+    BatchNorm updates (IR-SE50); the official code leaves these trainable, which only wastes compute.
+    """
+
+    def freeze(self) -> FrozenNet:
+        return self.requires_grad_(False).train(False)
+
+    def train(self, mode: bool = True) -> FrozenNet:
+        return super().train(False)
 
 
 @runtime_checkable

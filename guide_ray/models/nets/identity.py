@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guide_ray.errors import WeightsInvalid, WeightsMissing
+from guide_ray.models.nets.base import FrozenNet
 from guide_ray.models.nets.irse import Backbone, load_curricularface, load_ir_se50
 from guide_ray.models.weights import INSIGHTFACE_ARCFACE
 
@@ -47,7 +48,7 @@ def _crop_or_check(x: Tensor, crop: Crop, size: int) -> Tensor:
     return x
 
 
-class IRSE50Identity(nn.Module):
+class IRSE50Identity(FrozenNet):
     """GUIDE's ID-loss embedder: IDLoss crop → IR-SE50 → [B, 512] unit vectors. Differentiable in x.
 
     The network is frozen and in eval mode (dropout off, BatchNorm running stats); the official
@@ -60,22 +61,19 @@ class IRSE50Identity(nn.Module):
     def __init__(self, facenet: Backbone) -> None:
         super().__init__()
         self.facenet = facenet
-        self.requires_grad_(False).eval()
+        self.freeze()
 
     @classmethod
     def from_file(cls, path: Path | str) -> IRSE50Identity:
         """Build from `model_ir_se50.pth` (see `load_ir_se50` for the errors raised)."""
         return cls(load_ir_se50(path))
 
-    def train(self, mode: bool = True) -> IRSE50Identity:
-        """Stay in eval mode: a loss network in train mode would update BatchNorm statistics."""
-        return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.facenet(idloss_crop(x))
 
 
-class CurricularFaceIdentity(nn.Module):
+class CurricularFaceIdentity(FrozenNet):
     """GUIDE's ID-metric embedder: CurricularFace IR-101 on a 112x112 face in [-1, 1].
 
     crop="idloss" (default) applies the ID-loss crop as a stand-in for MTCNN alignment, which we
@@ -89,16 +87,13 @@ class CurricularFaceIdentity(nn.Module):
         self.facenet = facenet
         self.crop = crop
         self.name = f"curricularface-ir101:{'idloss-crop-no-mtcnn' if crop == 'idloss' else 'pre-aligned'}"
-        self.requires_grad_(False).eval()
+        self.freeze()
 
     @classmethod
     def from_file(cls, path: Path | str, *, crop: Crop = "idloss") -> CurricularFaceIdentity:
         """Build from `CurricularFace_Backbone.pth` (see `load_curricularface` for errors)."""
         return cls(load_curricularface(path), crop=crop)
 
-    def train(self, mode: bool = True) -> CurricularFaceIdentity:
-        """Stay in eval mode (metric network)."""
-        return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.facenet(_crop_or_check(x, self.crop, 112))

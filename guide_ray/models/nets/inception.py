@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guide_ray.errors import WeightsInvalid, WeightsMissing
+from guide_ray.models.nets.base import FrozenNet
 from guide_ray.models.weights import INCEPTION, file_sha256
 
 STANDIN_FEATURES_SEED = 20240618
@@ -87,7 +88,7 @@ class InceptionFeatures:
         return feats.reshape(len(images), self.dim).float().cpu()
 
 
-class StandInFeatures(nn.Module):
+class StandInFeatures(FrozenNet):
     """Seeded random CNN → `dim`-d features; for the embedded default only (labelled stand-in).
 
     A small `dim` keeps the covariance well-conditioned at the few hundred samples a CPU demo
@@ -107,7 +108,7 @@ class StandInFeatures(nn.Module):
             for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
                 layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
             self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(chans[-1], dim))
-        self.requires_grad_(False).eval()
+        self.freeze()
 
     def forward(self, images: Tensor) -> Tensor:
         _check_uint8(images)

@@ -17,10 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from guide_ray.errors import WeightsInvalid, WeightsMissing
+from guide_ray.models.nets.base import FrozenNet
 from guide_ray.models.weights import VGG16
 
 
-class LpipsVGG(nn.Module):
+class LpipsVGG(FrozenNet):
     """d(x, y) = LPIPS-VGG v0.1 per sample. x, y: [B, 3, H, W] in [-1, 1] → [B]. Frozen, eval mode.
 
     Raises WeightsMissing if `vgg_path` is absent and WeightsInvalid if it is not torchvision's
@@ -41,11 +42,8 @@ class LpipsVGG(nn.Module):
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision.models._utils")
             self.lpips = lpips.LPIPS(net="vgg", version="0.1", pnet_rand=True, verbose=False)
         self.lpips.net.load_state_dict(_to_lpips_slices(self.lpips.net, features), strict=True)
-        self.requires_grad_(False).eval()
+        self.freeze()
 
-    def train(self, mode: bool = True) -> LpipsVGG:
-        """Stay in eval mode: LPIPS' heads have dropout layers that must stay off."""
-        return super().train(False)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.lpips(x, y, normalize=False).flatten()          # [B, 1, 1, 1] → [B]

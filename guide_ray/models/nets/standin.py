@@ -6,10 +6,14 @@ are NOT comparable with the paper's: every output that used them says so (`stand
 
 from __future__ import annotations
 
+import warnings
+
 import lpips
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from guide_ray.models.nets.base import FrozenNet
 
 STANDIN_SEED = 20240617
 
@@ -21,7 +25,7 @@ def _seeded(build):
         return build()
 
 
-class StandInPerceptual(nn.Module):
+class StandInPerceptual(FrozenNet):
     """LPIPS (the `lpips` package, v0.1 calibrated linear heads) on a seeded *random* AlexNet trunk.
 
     The real backend is LPIPS-VGG with ImageNet weights; AlexNet is used here because it is ~20x
@@ -33,14 +37,16 @@ class StandInPerceptual(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.lpips = _seeded(lambda: lpips.LPIPS(net="alex", pnet_rand=True, verbose=False))
-        self.requires_grad_(False).eval()
+        with warnings.catch_warnings():  # lpips passes torchvision the deprecated `pretrained=False`
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision.models._utils")
+            self.lpips = _seeded(lambda: lpips.LPIPS(net="alex", pnet_rand=True, verbose=False))
+        self.freeze()
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.lpips(x, y).flatten()
 
 
-class StandInIdentity(nn.Module):
+class StandInIdentity(FrozenNet):
     """A seeded random 4-layer CNN → 512-d unit vectors, behind GUIDE's IDLoss crop.
 
     Preprocessing mirrors GUIDE's identity loss (bilinear 256, crop rows 35:223 and columns
@@ -62,7 +68,7 @@ class StandInIdentity(nn.Module):
 
         self.net = _seeded(build)
         self.pool = nn.AdaptiveAvgPool2d((112, 112))
-        self.requires_grad_(False).eval()
+        self.freeze()
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False)
