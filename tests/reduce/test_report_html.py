@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rowfactory_reduce import make_row
+from rowfactory import make_row
 
 from guide_ray.reduce.report import write_report
 from guide_ray.store.results import commit_row, write_manifest_errors

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rowfactory_reduce import make_row
+from rowfactory import make_row
 
 from guide_ray.reduce.tables import format_cell, rows_frame, summarize, to_markdown, write_tables
 from guide_ray.store.results import commit_row, write_manifest_errors

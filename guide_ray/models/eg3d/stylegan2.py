@@ -25,6 +25,8 @@ def block_dtype(use_fp16: bool, ws: Tensor, force_fp32: bool) -> torch.dtype:
 class SynthesisBlock(nn.Module):
     """One resolution: [const or 2× up conv0] → conv1 → ToRGB added to the upsampled skip image."""
 
+    up = 2  # SynthesisBlockNoUp (super-resolution) sets 1: same layers, no resampling
+
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: tuple[int, ...] = (1, 3, 3, 1),
                  conv_clamp: float | None = 256, use_fp16: bool = False, fp16_channels_last: bool = False,
@@ -41,7 +43,7 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=self.up,
                                         resample_filter=resample_filter, conv_clamp=conv_clamp,
                                         channels_last=self.channels_last, **layer_kwargs)
             self.num_conv += 1
@@ -67,7 +69,7 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
             x = self.conv0(x, next(w_iter), fused_modconv=fused, **layer_kwargs)
             x = self.conv1(x, next(w_iter), fused_modconv=fused, **layer_kwargs)
-        if img is not None:
+        if img is not None and self.up > 1:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused).to(dtype=torch.float32,
                                                                   memory_format=torch.contiguous_format)

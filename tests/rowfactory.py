@@ -1,4 +1,4 @@
-"""Builds valid ResultRows for store and reduce tests."""
+"""Builds valid ResultRows for the store and reduce tests (tests/ is on sys.path via its conftest)."""
 
 from __future__ import annotations
 
