@@ -49,7 +49,7 @@ def build_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from guide_ray.config.guide import GuideConfig, apply_overrides
-    from guide_ray.config.manifest import describe_validation_error
+    from guide_ray.config.base import describe_validation_error
     from guide_ray.guide.variants import apply_variant
 
     overrides = parse_overrides(args.overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class StrictModel(BaseModel):
@@ -19,3 +19,12 @@ def fingerprint(obj: BaseModel | dict | list | str | float | int | None) -> str:
     data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line: 'field: reason; field: reason' (pydantic's own messages, without URLs)."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "row"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -16,9 +16,9 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from guide_ray.config.base import StrictModel
+from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig, apply_overrides
-from guide_ray.config.manifest import ManifestRow, Scenario, describe_validation_error, resolve_media
+from guide_ray.config.manifest import ManifestRow, Scenario, resolve_media
 from guide_ray.errors import ConfigError
 
 Metric = Literal["ID", "ID_others", "FID_pre", "delta_FID_real"]

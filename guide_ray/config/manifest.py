@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, ValidationError, model_validator
 
-from guide_ray.config.base import StrictModel
+from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.errors import ConfigError, ManifestRowError
 
 Scenario = Literal["random", "ffhq", "celebahq", "custom"]
@@ -193,15 +193,6 @@ def _check_files(number: int, row: ManifestRow, base: Path) -> None:
     for kind, value in [("source", row.source), *(("other image", v) for v in row.other_images)]:
         if value and not is_uri(value) and not Path(resolve_media(value, base)).is_file():
             raise ManifestRowError(number, row.identity_id, f"{kind} not found: {resolve_media(value, base)}")
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line: 'field: reason; field: reason' (pydantic's own messages, without URLs)."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "row"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def write_manifest(rows: list[ManifestRow], path: Path) -> Path:

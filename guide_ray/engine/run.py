@@ -23,11 +23,10 @@ from pydantic import ValidationError
 from ray.exceptions import RayError, RayTaskError, UnserializableException
 
 from guide_ray import __version__
-from guide_ray.config.base import fingerprint
+from guide_ray.config.base import describe_validation_error, fingerprint
 from guide_ray.config.job import GeneratedManifest, JobSpec, ModelSpec, WorkItem, effective_guide, make_work_item
 from guide_ray.config.manifest import (
     ManifestRead,
-    describe_validation_error,
     random_rows,
     read_manifest,
     write_manifest,
