@@ -103,6 +103,9 @@ def read_manifest(path: Path) -> ManifestRead:
 
     Raises ConfigError for whole-file problems; returns row problems in `ManifestRead.errors`.
     """
+    if not Path(path).is_file():
+        raise ConfigError(f"manifest {path} does not exist; create one with `guide-ray manifest random` "
+                          "or `guide-ray manifest folder`")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
