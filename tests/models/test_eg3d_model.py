@@ -38,8 +38,7 @@ def test_ffhq_preset_is_the_official_config(shared_dir):
     assert FFHQ512_128 == spec["init_kwargs"]
 
 
-@pytest.mark.slow
-def test_ffhq_forward_batch1_cpu():
+def test_ffhq_forward_batch1_cpu():  # ~6 s and ~1.8 GB on 2 CPU cores
     torch.manual_seed(0)
     G = TriPlaneGenerator(**FFHQ512_128).eval()
     G.neural_rendering_resolution = 128
