@@ -84,12 +84,11 @@ def test_submit_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.skipif(importlib.util.find_spec("guide_ray.pipeline") is None, reason="guide_ray.pipeline not landed yet")
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     """`guide-ray run jobs/quickstart.yaml` on CPU with the real tiny pipeline: every identity ok, table printed."""
     run = subprocess.run([sys.executable, "-m", "guide_ray.cli", "run", str(ROOT / "jobs" / "quickstart.yaml"),
                           "--output-dir", str(tmp_path / "run"), "--no-progress"],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| random | guide" in run.stdout and "3 ok, 0 failed" in run.stdout
+    assert "| random | guide †" in run.stdout and "3 ok, 0 failed" in run.stdout
     assert len(list((tmp_path / "run" / "results").glob("*.parquet"))) == 3
