@@ -26,7 +26,8 @@ from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import IdentityEmbedder, LossNets
 from guide_ray.models.nets.factory import build_fid_extractor, build_id_metric, build_loss_nets
-from guide_ray.store.artifacts import artifact_dir, atomic_file
+from guide_ray.store.artifacts import artifact_dir
+from guide_ray.utils.files import atomic_file
 from guide_ray.utils.images import save_curve, save_grid
 from guide_ray.utils.seeding import derive_seed, make_rng
 
@@ -99,21 +100,13 @@ def write_json(path: Path, payload: dict) -> Path:
     return path
 
 
-def resolve_device(requested: str, assigned: str) -> torch.device:
-    """'auto' → the worker's assigned device (cuda:N when Ray gave it a GPU); else as requested."""
-    if requested == "auto":
-        return torch.device(assigned)
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("job asks for device 'cuda' but CUDA is not available on this worker")
-    return torch.device(requested)
-
-
 class Pipeline:
     """Everything one worker holds on its device, loaded once: G_s, loss nets, metric nets, inverter."""
 
     def __init__(self, job: JobSpec, device: str) -> None:
+        """`device` is already resolved from job.device by the engine (engine.actors.pick_device)."""
         self.job = job
-        self.device = resolve_device(job.device, device)
+        self.device = torch.device(device)
         self.weights_dir = W.resolve_weights_dir(job.model.weights_dir)
         backend = job.model.backend
         W.require_backend_files(backend, self.weights_dir, metrics=job.metrics)   # fail fast, all names at once

@@ -82,11 +82,15 @@ def _run(args: argparse.Namespace, cfg, weights_dir: Path) -> int:
     from guide_ray import __version__
     from guide_ray.metrics.identity import id_similarity
     from guide_ray.models.nets.factory import build_id_metric, build_loss_nets
-    from guide_ray.pipeline import (load_generator, random_source_latent, resolve_device, unlearn_with_progress,
-                                    write_artifacts, write_json)
+    from guide_ray.pipeline import load_generator, random_source_latent, unlearn_with_progress, write_artifacts, write_json
     from guide_ray.utils.seeding import derive_seed
 
-    device = resolve_device(args.device, "cuda" if torch.cuda.is_available() else "cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but CUDA is not available on this machine")
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
     G_s = load_generator(args.backend, weights_dir, device)
     nets = build_loss_nets(args.backend, weights_dir, device)
     id_metric = build_id_metric(args.backend, weights_dir, device)
