@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
-from uuid import uuid4
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.errors import ConfigError, ManifestRowError
+from guide_ray.utils.files import atomic_file
 
 Scenario = Literal["random", "ffhq", "celebahq", "custom"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
@@ -212,12 +212,8 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> Path:
         rec.update({OVERRIDE_PREFIX + k: r.overrides.get(k) for k in override_keys})
         records.append(rec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

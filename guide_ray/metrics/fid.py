@@ -16,11 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import scipy.linalg
@@ -33,6 +31,7 @@ from guide_ray.errors import WeightsInvalid, WeightsMissing
 from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
 from guide_ray.models.nets.inception import FeatureExtractor
 from guide_ray.models.weights import FFHQ_FEATS
+from guide_ray.utils.files import atomic_file
 from guide_ray.utils.images import quantize_like_png
 from guide_ray.utils.seeding import derive_seed
 
@@ -117,7 +116,7 @@ class StatsKey(StrictModel):
 class StatsCache:
     """Directory of `<fingerprint>.npz` files (mu, sigma, n, key); entries are never recomputed.
 
-    Writes go to a unique temp file then `os.replace`, so concurrent workers and crashes leave
+    Writes go through utils.files.atomic_file, so concurrent workers and crashes leave
     either no entry or a whole one; two workers racing on one key write identical content.
     """
 
@@ -137,11 +136,9 @@ class StatsCache:
     def put(self, key: StatsKey, stats: FidStats) -> Path:
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f"{final.name}.{uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_file(final) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n),
                      key=np.array(json.dumps(key.model_dump(mode="json"), sort_keys=True)))
-        os.replace(tmp, final)
         return final
 
     def get_or_compute(self, key: StatsKey, compute: Callable[[], FidStats]) -> FidStats:

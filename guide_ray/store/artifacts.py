@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from uuid import uuid4
 
 ARTIFACTS = "artifacts"
 
@@ -37,21 +34,6 @@ def relative_to_run(run_dir: Path, path: Path | str) -> str:
     p = Path(path)
     absolute = p if p.is_absolute() else run_dir / p
     return absolute.resolve().relative_to(run_dir.resolve()).as_posix()
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on clean exit it is renamed onto `path`, on error removed.
-
-    Usage: `with atomic_file(d / "G_u.pt") as tmp: torch.save(sd, tmp)`; readers never see a
-    half-written artifact.
-    """
-    tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def move_aside(run_dir: Path, identity_id: str, dest: Path) -> Path | None:

@@ -13,18 +13,17 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pyarrow.parquet as pq
 
 from guide_ray.store.schema import ResultRow, rows_to_table, table_to_rows
+from guide_ray.utils.files import TMP_SUFFIX, atomic_file
 
 log = logging.getLogger(__name__)
 
 RESULTS = "results"
 SUPERSEDED = "superseded"
 MANIFEST_ERRORS = "manifest_errors.json"
-_TMP_SUFFIX = ".tmp"
 
 
 def result_path(run_dir: Path, identity_id: str) -> Path:
@@ -40,12 +39,8 @@ def commit_row(run_dir: Path, row: ResultRow) -> Path:
     """
     final = result_path(run_dir, row.identity_id)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.{uuid4().hex}{_TMP_SUFFIX}")
-    try:
+    with atomic_file(final) as tmp:  # the rename is the commit point
         pq.write_table(rows_to_table([row]), tmp)
-        os.replace(tmp, final)  # atomic on POSIX within one folder: the commit point
-    finally:
-        tmp.unlink(missing_ok=True)
     return final
 
 
@@ -74,7 +69,7 @@ def committed(run_dir: Path) -> dict[str, ResultRow]:
 def sweep_tmp(run_dir: Path) -> int:
     """Delete temp files left by an interrupted commit; returns how many. Safe: never a committed row."""
     folder = run_dir / RESULTS
-    stale = list(folder.glob(f"*{_TMP_SUFFIX}")) if folder.is_dir() else []
+    stale = list(folder.glob(f"*{TMP_SUFFIX}")) if folder.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
@@ -101,9 +96,8 @@ def write_manifest_errors(run_dir: Path, errors: list[dict[str, object]]) -> Pat
     """
     path = run_dir / MANIFEST_ERRORS
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid4().hex}{_TMP_SUFFIX}")
-    tmp.write_text(json.dumps(errors, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(errors, indent=2) + "\n")
     return path
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.store.artifacts import artifact_dir, atomic_file
+from guide_ray.store.artifacts import artifact_dir
+from guide_ray.utils.files import atomic_file
 
 
 @dataclass(frozen=True)

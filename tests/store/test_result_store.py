@@ -9,7 +9,8 @@ import pytest
 from rowfactory import make_row
 
 from guide_ray.store import results
-from guide_ray.store.artifacts import atomic_file, fresh_artifact_dir, move_aside, relative_to_run
+from guide_ray.store.artifacts import fresh_artifact_dir, move_aside, relative_to_run
+from guide_ray.utils.files import atomic_file
 
 
 def test_commit_then_read_back(tmp_path: Path) -> None:

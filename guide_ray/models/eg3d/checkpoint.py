@@ -14,8 +14,6 @@ import copy
 import hashlib
 import logging
 import numbers
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from guide_ray.models.eg3d.unpickler import (
     unpickle_safely,
 )
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
+from guide_ray.utils.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -249,12 +248,8 @@ def _save_atomically(record: dict[str, Any], path: Path | str) -> Path:
     """torch.save to a temp file beside `path`, then os.replace: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(record, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
