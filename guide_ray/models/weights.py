@@ -116,9 +116,18 @@ INSIGHTFACE_ARCFACE = WeightFile(
     "https://github.com/deepinsight/insightface/releases/download/model-zoo/buffalo_l.zip (unzip, keep w600k_r50.onnx)",
     None, NOT_PUBLISHED, "eg3d-ffhq512-128: metrics ID, ID_others with ID network insightface", optional=True,
 )
+PSP_FFHQ_ENCODE = WeightFile(
+    "psp_ffhq_encode.pt",
+    "pSp FFHQ inversion checkpoint: GradualStyleEncoder (IR-SE50) + rosinality StyleGAN2 1024x1024 decoder "
+    "+ latent_avg [18, 512], the generator and encoder of GUIDE-SG2 (paper appendix A.7); read weights-only",
+    "https://drive.google.com/file/d/1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0/view (pixel2style2pixel README, "
+    "Pretrained Models: \"StyleGAN Inversion\")",
+    None, NOT_PUBLISHED, "stylegan2-ffhq1024: unlearn, run (generator and photo inversion)",
+)
 
 WEIGHT_FILES: tuple[WeightFile, ...] = (
     EG3D_PKL, W_AVG, IR_SE50, CURRICULARFACE, GOAE_ENCODER, VGG16, INCEPTION, FFHQ_FEATS, INSIGHTFACE_ARCFACE,
+    PSP_FFHQ_ENCODE,
 )
 FILES: dict[str, WeightFile] = {f.name: f for f in WEIGHT_FILES}
 

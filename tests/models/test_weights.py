@@ -30,7 +30,7 @@ def test_registry_lists_every_file_once_with_a_source() -> None:
     assert len(names) == len(set(names))
     assert {"ffhqrebalanced512-128.pkl", "w_avg_ffhqrebalanced512-128.pt", "model_ir_se50.pth",
             "CurricularFace_Backbone.pth", "encoder_FFHQ.pt", "vgg16-397923af.pth", "inception-2015-12-05.pt",
-            "ffhq_real_feat.npy", "w600k_r50.onnx"} == set(names)
+            "ffhq_real_feat.npy", "w600k_r50.onnx", "psp_ffhq_encode.pt"} == set(names)
     for f in W.WEIGHT_FILES:
         assert f.url.startswith("https://") and f.needed_by
         if f.sha256 is None:

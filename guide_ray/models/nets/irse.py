@@ -119,11 +119,24 @@ class Backbone(nn.Module):
         return feats / feats.norm(p=2, dim=1, keepdim=True)
 
 
-def _build_units(unit: type[bottleneck_IR], units_per_stage: tuple[int, ...]) -> list[nn.Module]:
+def ir_body_units(num_layers: int, mode: str, widths: tuple[int, ...] = _STAGE_DEPTHS) -> list[nn.Module]:
+    """The `body.<i>` units of an IR / IR-SE net of `num_layers` (pSp's encoder reuses them).
+
+    `widths` (stage depths; the input layer has widths[0]) narrows the net for CPU stand-ins; SE needs >= 16.
+    """
+    units = {"ir": bottleneck_IR, "ir_se": bottleneck_IR_SE}
+    if num_layers not in _UNITS_PER_STAGE or mode not in units:
+        raise ValueError(f"need num_layers in {sorted(_UNITS_PER_STAGE)} and mode 'ir' or 'ir_se' "
+                         f"(got {num_layers}, {mode!r})")
+    return _build_units(units[mode], _UNITS_PER_STAGE[num_layers], widths)
+
+
+def _build_units(unit: type[bottleneck_IR], units_per_stage: tuple[int, ...],
+                 widths: tuple[int, ...] = _STAGE_DEPTHS) -> list[nn.Module]:
     """Flatten the four stages into `body.<i>`: the first unit of a stage strides by 2."""
     modules: list[nn.Module] = []
-    in_channel = 64
-    for depth, count in zip(_STAGE_DEPTHS, units_per_stage, strict=True):
+    in_channel = widths[0]                      # the input layer is as wide as stage 1
+    for depth, count in zip(widths, units_per_stage, strict=True):
         modules.append(unit(in_channel, depth, 2))
         modules.extend(unit(depth, depth, 1) for _ in range(count - 1))
         in_channel = depth
