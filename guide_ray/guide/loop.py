@@ -1,7 +1,9 @@
 """The GUIDE unlearning loop (Local-Targeted Unlearning): plain PyTorch, no Ray, files or prints.
 
-Only `G_u.backbone.synthesis` trains (Adam on EG3D's raw equalised-lr weights); mapping, decoder,
-super-resolution and every buffer stay bit-identical, though gradients flow through them.
+Only `G_u.synthesis_parameters()` train (EG3D: `backbone.synthesis`; 2D StyleGAN2: the synthesis
+convolutions), with Adam on the raw equalised-lr weights; mapping, decoder, super-resolution and
+every buffer stay bit-identical, though gradients flow through them. Any `UnlearnableGenerator`
+(guide/generator.py) works.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig
+from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.losses import LossParts, guide_losses
 from guide_ray.guide.sampling import sample_step_latents, step_camera
 from guide_ray.guide.targets import make_target
 from guide_ray.models.eg3d.camera import frontal_camera
-from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import LossNets
 
 StepHook = Callable[[int, LossParts], bool]  # return True to stop early
@@ -34,14 +36,16 @@ class UnlearnResult:
     seconds: float = 0.0
 
 
-def trainable_parameters(G_u: TriPlaneGenerator) -> list[torch.nn.Parameter]:
-    """Freeze everything, then unfreeze exactly `backbone.synthesis` (by module, not name match)."""
+def trainable_parameters(G_u: UnlearnableGenerator) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze exactly the backend's synthesis parameters (by module, not name match)."""
     G_u.requires_grad_(False)
-    G_u.backbone.synthesis.requires_grad_(True)
-    return list(G_u.backbone.synthesis.parameters())
+    params = G_u.synthesis_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    return params
 
 
-def unlearn(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, *,
+def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, *,
             rng: torch.Generator, on_step: StepHook | None = None) -> UnlearnResult:
     """Fine-tune G_u in place so that G_u renders w_u (and its neighbourhood) like G_s renders w_t.
 
@@ -55,9 +59,9 @@ def unlearn(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, w_u: Tensor, cfg: Gu
     params = trainable_parameters(G_u)
     G_u.train()  # as the official loop: only switches modulated convs to the unfused path
     w_u = w_u.detach()
-    w_avg = G_s.backbone.mapping.w_avg                           # [C]
+    w_avg = G_s.w_avg                                            # [C] (EG3D) or [L, C] (pSp)
     w_t = make_target(cfg, w_u, w_avg).detach()                  # [1, L, C]
-    c_front = frontal_camera(1, device=w_u.device)               # conditions the mapping network
+    c_front = frontal_camera(1, device=w_u.device)               # conditions EG3D's mapping; 2D ignores it
     opt = torch.optim.Adam(params, lr=cfg.lr)
     result = UnlearnResult(w_u=w_u, w_t=w_t)
     start = time.perf_counter()

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig, LossWeights
+from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.sampling import StepLatents
-from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import LossNets, identity_loss
 
 
@@ -34,11 +34,12 @@ def _weighted(weights: LossWeights, mse: Tensor, lpips: Tensor, id_loss: Tensor)
     return weights.lambda_l2 * mse + weights.lambda_per * lpips + weights.lambda_id * id_loss
 
 
-def guide_losses(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, latents: StepLatents, c: Tensor,
+def guide_losses(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: StepLatents, c: Tensor,
                  cfg: GuideConfig, nets: LossNets, rng: torch.Generator) -> tuple[Tensor, LossParts]:
     """Total loss (with grad into G_u) and its parts for one step; c: the step's camera [1, 25].
 
-    Local and adjacency terms: MSE on raw planes + LPIPS + ID loss; global term: LPIPS only.
+    Local and adjacency terms: MSE on G_u.l2_output (EG3D: raw planes; 2D: images) + LPIPS + ID
+    loss; global term: LPIPS only.
     Adjacency and global per-sample terms are summed, as in the official loop.
     """
     b = latents.w_src.shape[0]
@@ -52,8 +53,8 @@ def guide_losses(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, latents: StepLa
     zero = img_u.new_zeros(())
     local = adj = zero
     if n_pair:
-        planes_u, planes_s = out_u["planes"][:n_pair], out_s["planes"][:n_pair]            # [n, 96, P, P]
-        mse = (planes_u - planes_s).square().flatten(1).mean(1)                             # [n]
+        l2_u, l2_s = out_u[G_u.l2_output][:n_pair], out_s[G_s.l2_output][:n_pair]  # [n, 96, P, P] planes or [n, 3, R, R]
+        mse = (l2_u - l2_s).square().flatten(1).mean(1)                                     # [n]
         id_loss = identity_loss(nets.identity, img_u[:n_pair], img_s[:n_pair])             # [n]
         per_pair = [(cfg.local_weights, slice(0, latents.n_local)), (cfg.adj_weights, slice(latents.n_local, n_pair))]
         local, adj = (_weighted(w, mse[rows], lpips[rows], id_loss[rows]).sum() for w, rows in per_pair)

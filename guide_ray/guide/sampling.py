@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import CameraConfig, GuideConfig
+from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.models.eg3d.camera import yaw_pitch_cameras
-from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def adjacency_deltas(w_u: Tensor, w_r: Tensor, alpha: Tensor) -> Tensor:
     return alpha.view(-1, 1, 1) * direction / norm
 
 
-def sample_step_latents(cfg: GuideConfig, w_u: Tensor, w_t: Tensor, G_s: TriPlaneGenerator, c_front: Tensor,
+def sample_step_latents(cfg: GuideConfig, w_u: Tensor, w_t: Tensor, G_s: UnlearnableGenerator, c_front: Tensor,
                         rng: torch.Generator) -> StepLatents:
     """Build the batch for one step; random latents come from the frozen G_s's mapping network.
 

@@ -71,6 +71,17 @@ class TriPlaneGenerator(nn.Module):
         self.neural_rendering_resolution = 64  # checkpoints override this (128 for ffhq512-128)
         self.rendering_kwargs = rendering_kwargs
 
+    l2_output = "planes"  # GUIDE's L2 term compares the raw tri-planes (guide/generator.py)
+
+    @property
+    def w_avg(self) -> Tensor:
+        """[w_dim]: the mapping network's tracked mean, GUIDE's w_avg."""
+        return self.backbone.mapping.w_avg
+
+    def synthesis_parameters(self) -> list[nn.Parameter]:
+        """What GUIDE trains: the StyleGAN2 synthesis network that produces the tri-planes."""
+        return list(self.backbone.synthesis.parameters())
+
     def mapping(self, z: Tensor, c: Tensor, truncation_psi: float = 1, truncation_cutoff: int | None = None,
                 update_emas: bool = False) -> Tensor:
         """z [B, z_dim], camera label c [B, 25] → ws [B, num_ws, w_dim]."""
