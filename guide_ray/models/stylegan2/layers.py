@@ -71,19 +71,6 @@ class Blur(nn.Module):
         return upfirdn2d(x, self.kernel, pad=self.pad)
 
 
-class EqualConv2d(nn.Module):
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
-        self.stride, self.padding = stride, padding
-        self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
-
-
 class EqualLinear(nn.Module):
     """Linear layer with equalised lr: weight N(0, 1)/lr_mul, scaled by lr_mul/√in at run time."""
 
