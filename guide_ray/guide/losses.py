@@ -53,7 +53,7 @@ def guide_losses(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: 
     zero = img_u.new_zeros(())
     local = adj = zero
     if n_pair:
-        l2_u, l2_s = out_u[G_u.l2_output][:n_pair], out_s[G_s.l2_output][:n_pair]  # [n, 96, P, P] planes or [n, 3, R, R]
+        l2_u, l2_s = out_u[G_u.l2_output][:n_pair], out_s[G_s.l2_output][:n_pair]  # planes [n, 96, P, P] / images
         mse = (l2_u - l2_s).square().flatten(1).mean(1)                                     # [n]
         id_loss = identity_loss(nets.identity, img_u[:n_pair], img_s[:n_pair])             # [n]
         per_pair = [(cfg.local_weights, slice(0, latents.n_local)), (cfg.adj_weights, slice(latents.n_local, n_pair))]

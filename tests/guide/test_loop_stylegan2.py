@@ -77,7 +77,8 @@ def test_only_the_synthesis_convolutions_train(source: GuideStyleGAN2, nets) -> 
 
     unlearn(G_u, G_s, w_u, GuideConfig(iterations=2, lr=1e-3), nets, rng=rng, on_step=spy)
     trainable = {n for n, _ in G_u.named_parameters() if not n.startswith("decoder.style.")}
-    assert seen["params"] == trainable and len(trainable) == 1 + 5 + 4 + 8 * 5 + 4 * 4   # input, conv1, to_rgb1, convs, to_rgbs
+    assert seen["params"] == trainable
+    assert len(trainable) == 1 + 5 + 4 + 8 * 5 + 4 * 4          # input, conv1, to_rgb1, convs, to_rgbs
     after = G_u.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
     assert changed and changed <= trainable

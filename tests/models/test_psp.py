@@ -114,7 +114,8 @@ def test_namespace_opts_are_read_without_running_code(tiny_psp, tmp_path: Path) 
     ({"drop": "decoder.convs.3.conv.weight"}, r"1 missing: decoder\.convs\.3\.conv\.weight"),
     ({"extra": {"encoder.styles.10.linear.weight": torch.zeros(64, 64)}}, r"1 unexpected: encoder\.styles\.10\.linear"),
     ({"extra": {"face_pool.weight": torch.zeros(1)}}, r"keys outside encoder\.\*/decoder\.\*: face_pool\.weight"),
-    ({"extra": {"decoder.to_rgb1.bias": torch.zeros(1, 4, 1, 1)}}, r"decoder\.to_rgb1\.bias \[1, 4, 1, 1\] != \[1, 3, 1, 1\]"),
+    ({"extra": {"decoder.to_rgb1.bias": torch.zeros(1, 4, 1, 1)}},
+     r"decoder\.to_rgb1\.bias \[1, 4, 1, 1\] != \[1, 3, 1, 1\]"),
 ])
 def test_a_key_mismatch_is_refused_naming_the_key_and_file(tiny_psp, tmp_path: Path, case, message) -> None:
     path = _save(tmp_path / "bad.pt", *tiny_psp, _opts(), **case)
@@ -165,3 +166,21 @@ def test_a_pickle_with_code_is_refused_and_not_run(tmp_path: Path, capsys) -> No
     (tmp_path / "junk.pt").write_bytes(pickle.dumps([1, 2], protocol=2) + b"garbage")
     with pytest.raises(WeightsInvalid, match="junk.pt"):
         load_psp(tmp_path / "junk.pt")
+
+
+def test_tiny_psp_preset_is_seeded_and_inverts_into_its_generator() -> None:
+    from guide_ray.models.psp import build_psp
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    a, b = build_psp("stylegan2-tiny"), build_psp("stylegan2-tiny")
+    assert torch.equal(torch.get_rng_state(), state)               # the global RNG is not touched
+    for x, y in ((a.encoder, b.encoder), (a.decoder, b.decoder)):
+        assert all(torch.equal(u, v) for u, v in zip(x.state_dict().values(), y.state_dict().values()))
+    assert not torch.equal(build_psp("stylegan2-tiny", seed=1).encoder.latlayer1.weight, a.encoder.latlayer1.weight)
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        w = a.invert(x)
+        image, _ = a.decoder([w], input_is_latent=True, randomize_noise=False)
+    assert w.shape == (1, 10, 64) and a.arch.n_styles == 10 and image.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(w, a.encoder(x) + a.latent_avg, atol=0, rtol=0)

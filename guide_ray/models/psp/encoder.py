@@ -59,7 +59,8 @@ class GradualStyleEncoder(nn.Module):
         self.latlayer2 = nn.Conv2d(widths[1], style_dim, kernel_size=1, stride=1, padding=0)
 
     def _head_spatial(self, i: int) -> int:
-        return _HEAD_SPATIAL[0] if i < self.coarse_ind else _HEAD_SPATIAL[1] if i < self.middle_ind else _HEAD_SPATIAL[2]
+        level = 0 if i < self.coarse_ind else 1 if i < self.middle_ind else 2
+        return _HEAD_SPATIAL[level]
 
     @staticmethod
     def _upsample_add(x: Tensor, y: Tensor) -> Tensor:

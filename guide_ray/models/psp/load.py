@@ -119,7 +119,8 @@ def read_checkpoint(path: Path) -> dict[str, object]:
         raise WeightsInvalid(f"{path}: not a readable weights-only pSp checkpoint ({_first_line(err)})") from err
     if not isinstance(obj, Mapping) or any(k not in obj for k in TOP_LEVEL_KEYS):
         keys = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
-        raise WeightsInvalid(f"{path}: expected a pSp checkpoint with top-level keys {list(TOP_LEVEL_KEYS)}, got {keys}")
+        raise WeightsInvalid(f"{path}: expected a pSp checkpoint with top-level keys {list(TOP_LEVEL_KEYS)}, "
+                             f"got {keys}")
     opts = obj["opts"]
     if isinstance(opts, argparse.Namespace):
         opts = vars(opts)
@@ -132,11 +133,13 @@ def read_arch(opts: Mapping[str, object], path: Path, preset: StyleGAN2Preset) -
     """The architecture keys of opts (defaults filled); refuses what this build cannot load."""
     arch = PspArch(**{k: opts[k] if k in opts else default for k, default in ARCH_DEFAULTS.items()})
     if arch.encoder_type != "GradualStyleEncoder":
-        raise WeightsInvalid(f"{path}: opts.encoder_type is {arch.encoder_type!r}; only GradualStyleEncoder is supported")
+        raise WeightsInvalid(f"{path}: opts.encoder_type is {arch.encoder_type!r}; "
+                             "only GradualStyleEncoder is supported")
     if arch.learn_in_w:
         raise WeightsInvalid(f"{path}: opts.learn_in_w is true (a single-W encoder); only W+ (false) is supported")
     if arch.output_size != preset.size:
-        raise WeightsInvalid(f"{path}: opts.output_size is {arch.output_size}, the decoder preset renders {preset.size}")
+        raise WeightsInvalid(f"{path}: opts.output_size is {arch.output_size}, "
+                             f"the decoder preset renders {preset.size}")
     if "n_styles" in opts and opts["n_styles"] != arch.n_styles:
         raise WeightsInvalid(f"{path}: opts.n_styles is {opts['n_styles']}, but output_size {arch.output_size} "
                              f"needs {arch.n_styles}")
