@@ -47,7 +47,7 @@ def test_both_backends_satisfy_the_protocol(source: GuideStyleGAN2) -> None:
     assert synthesis.isdisjoint(style) and synthesis | style == {id(p) for p in source.parameters()}
     assert source.w_avg.shape == (source.n_latent, source.z_dim) == (10, 64)
     keys = list(source.state_dict())                               # pSp's `decoder.*` names, plus latent_avg
-    assert keys == [f"decoder.{k}" for k in source.decoder.state_dict()] + ["latent_avg"]
+    assert keys == ["latent_avg"] + [f"decoder.{k}" for k in source.decoder.state_dict()]
 
 
 def test_mapping_is_unconditioned_and_cameras_are_ignored(source: GuideStyleGAN2) -> None:
