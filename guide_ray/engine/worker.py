@@ -5,6 +5,8 @@ place that turns it into an actor. `process(item)` never raises for a per-item p
 image, NaN loss, CUDA OOM, a pipeline bug): any `Exception` becomes a `failed` ResultRow the
 driver can retry or commit. KeyboardInterrupt and SystemExit pass through.
 The worker never writes result rows; it only returns them (the driver is the only writer).
+Each attempt writes its artifacts into a fresh staging folder of its own (store.artifacts), so no
+attempt can touch the artifacts of a committed row; the driver promotes them when it commits.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Protocol
 
 from guide_ray import __version__
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.store.artifacts import fresh_artifact_dir, relative_to_run
+from guide_ray.store.artifacts import attempt_dir, relative_to_run
 from guide_ray.store.schema import METRIC_COLUMNS, ResultRow, utc_now
+from guide_ray.utils.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class PipelineLike(Protocol):
 
     def prepare(self, cache_dir: Path) -> None: ...
 
-    def run(self, item: WorkItem, run_dir: Path) -> Outcome: ...
+    def run(self, item: WorkItem, out_dir: Path) -> Outcome: ...
 
 
 PipelineFactory = Callable[[JobSpec, str], PipelineLike]
@@ -114,18 +117,17 @@ class IdentityWorker:
     def process(self, item: WorkItem) -> ResultRow:
         """Unlearn one identity and measure it; never raises an `Exception`, returns a failed row."""
         started = time.monotonic()
-        log.info("%s: start %s", self.placement.worker, item.identity_id)
+        log.info("%s: start %s", self.placement.worker, escape(item.identity_id))
         try:
             if not self._prepared:
                 self.prepare()
-            fresh_artifact_dir(self.job.run_dir, item.identity_id)
-            outcome = self._load().run(item, self.job.run_dir)
+            outcome = self._load().run(item, attempt_dir(self.job.run_dir, item.identity_id))
             row = self._ok_row(item, outcome, time.monotonic() - started)
         except Exception as exc:  # the one broad catch: any per-item failure becomes a row
-            log.exception("%s: %s failed", self.placement.worker, item.identity_id)
+            log.exception("%s: %s failed", self.placement.worker, escape(item.identity_id))
             return failed_row(item, describe_exception(exc), time.monotonic() - started,
                               placement=self.placement, job_key=self.job_key)
-        log.info("%s: done %s in %.1f s", self.placement.worker, item.identity_id, row.seconds)
+        log.info("%s: done %s in %.1f s", self.placement.worker, escape(item.identity_id), row.seconds)
         return row
 
     def _load(self) -> PipelineLike:
