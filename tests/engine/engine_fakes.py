@@ -2,6 +2,8 @@
 
 Behaviour by identity_id prefix (so one manifest exercises every path):
   bad-*     raises on every attempt (a poison item)
+  setting-* raises the same error, word for word, on every attempt (a bad job setting)
+  photo-*   raises BadImage (a guide-ray error: the same input fails the same way)
   flaky-*   raises on the first attempt only
   victim-*  on its first attempt writes RUN/victim.started (its actor's name) and sleeps 30 s, so a
             test can kill the actor mid-identity; later attempts run normally
@@ -69,6 +71,12 @@ class FakePipeline:
         _append(run_dir / "calls.jsonl", json.dumps(record))
         if item.identity_id.startswith("bad"):
             raise ValueError(f"cannot read image for {item.identity_id}")
+        if item.identity_id.startswith("setting"):
+            raise ValueError("lambda_adj=-1 makes the adjacency loss unbounded")
+        if item.identity_id.startswith("photo"):
+            from guide_ray.errors import BadImage
+
+            raise BadImage(f"{item.identity_id}: not a face photo")
         if item.identity_id.startswith("flaky") and first:
             raise RuntimeError("CUDA out of memory (simulated)")
         if item.identity_id.startswith("victim") and first:
