@@ -59,8 +59,7 @@ def ray_session(
         ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, include_dashboard=False,
                  logging_config=ray.LoggingConfig(log_level="WARNING"))
         if run_dir is not None:
-            node = ray._private.worker._global_node  # the session this call started (no public accessor)
-            leftovers.record(run_dir, node.get_session_dir_path(), ray.get_runtime_context().get_node_id())
+            leftovers.record(run_dir, ray.get_runtime_context().get_node_id())
     try:
         yield
     finally:

@@ -3,7 +3,7 @@
 Ray ties most of a local cluster's processes to the driver that started it, but its dashboard
 and runtime-env agents outlive a SIGKILL of the driver (they are re-parented to init and keep
 running). So a driver that starts a local cluster records it in RUN/ray_local.json (host,
-driver pid, session dir, and every process below the driver with its start time); a clean exit
+driver pid, node id, and every process below the driver with its start time); a clean exit
 removes the record. The next run on the folder holds the run lock, which proves the recording
 driver is gone, and ends what is still alive of that cluster: the recorded processes (matched
 by pid *and* start time, so a reused pid is never hit) and any process whose environment carries
@@ -29,12 +29,12 @@ RECORD = "ray_local.json"
 GRACE_S = 3.0
 
 
-def record(run_dir: Path, session_dir: str, node_id: str) -> None:
+def record(run_dir: Path, node_id: str) -> None:
     """Write RUN/ray_local.json for the local cluster this process started."""
     me = os.getpid()
     procs = [[pid, _start_time(pid)] for pid in _descendants(me)]
     payload = {"host": socket.gethostname(), "driver_pid": me, "driver_start": _start_time(me),
-               "session_dir": session_dir, "node_id": node_id, "processes": [p for p in procs if p[1] is not None]}
+               "node_id": node_id, "processes": [p for p in procs if p[1] is not None]}
     with atomic_file(run_dir / RECORD) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
@@ -68,9 +68,8 @@ def end_leftovers(run_dir: Path) -> list[int]:
     alive -= {os.getpid(), int(rec.get("driver_pid", -1))}
     ended = _terminate(sorted(alive))
     if ended:
-        log.warning("ended %d leftover Ray process(es) of this run's earlier local cluster (session %s, driver pid "
-                    "%s): pids %s", len(ended), rec.get("session_dir"), rec.get("driver_pid"),
-                    ", ".join(map(str, ended)))
+        log.warning("ended %d leftover Ray process(es) of this run's earlier local cluster (node %s, driver pid "
+                    "%s): pids %s", len(ended), rec.get("node_id"), rec.get("driver_pid"), ", ".join(map(str, ended)))
     path.unlink()
     return ended
 

@@ -9,7 +9,8 @@ items in flight per actor, `ray.wait(num_returns=1)` so a slow identity never bl
 * Failures that would only repeat are committed at once instead: a guide-ray error or a config
   validation error (a bad image, a bad setting: same input, same error), and any error that the
   worker raised, word for word (identity ids aside), on REPEAT_LIMIT different identities (a job
-  setting that makes every identity fail the same way). Actor deaths are always retried.
+  setting that makes every identity fail the same way). Actor deaths and out-of-memory errors
+  (which depend on what else shares the device) are always retried.
 * After an actor error the slot gets no work until a `ready()` probe answers (Ray restarted it);
   a probe that fails means the actor is gone for good, and a fresh one replaces it, within a budget.
 * `commit` is called exactly once per identity, from this loop only (the single writer).
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 WAIT_S = 0.5  # ray.wait timeout: how often timeouts and progress are checked while nothing finishes
 REPEAT_LIMIT = 3  # identities failing with the same error before it counts as deterministic
+TRANSIENT_MARKS = ("OutOfMemoryError", "out of memory")  # never deterministic by repetition
 
 
 def _error_names(cls: type[BaseException]) -> set[str]:
@@ -148,6 +150,8 @@ class Scheduler:
         error = row.error or ""
         if error.split(":", 1)[0] in NOT_RETRIED:
             return True
+        if any(mark in error for mark in TRANSIENT_MARKS):
+            return False
         masked = re.sub(rf"(?<![\w.-]){re.escape(row.identity_id)}(?![\w.-])", "<id>", error)
         seen = self.seen_errors.setdefault(masked, set())
         seen.add(row.identity_id)

@@ -121,8 +121,9 @@ class IdentityWorker:
         try:
             if not self._prepared:
                 self.prepare()
-            outcome = self._load().run(item, attempt_dir(self.job.run_dir, item.identity_id))
-            row = self._ok_row(item, outcome, time.monotonic() - started)
+            out_dir = attempt_dir(self.job.run_dir, item.identity_id)
+            outcome = self._load().run(item, out_dir)
+            row = self._ok_row(item, outcome, time.monotonic() - started, out_dir)
         except Exception as exc:  # the one broad catch: any per-item failure becomes a row
             log.exception("%s: %s failed", self.placement.worker, escape(item.identity_id))
             return failed_row(item, describe_exception(exc), time.monotonic() - started,
@@ -135,7 +136,7 @@ class IdentityWorker:
             self._pipeline = self._factory(self.job, self.placement.device)
         return self._pipeline
 
-    def _ok_row(self, item: WorkItem, outcome: Outcome, seconds: float) -> ResultRow:
+    def _ok_row(self, item: WorkItem, outcome: Outcome, seconds: float, out_dir: Path) -> ResultRow:
         unknown = set(outcome.metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(
@@ -143,6 +144,10 @@ class IdentityWorker:
             )
         run_dir = self.job.run_dir
         paths = {name: relative_to_run(run_dir, p) for name, p in outcome.artifacts.items()}
+        staged = relative_to_run(run_dir, out_dir)
+        outside = sorted(p for p in paths.values() if not p.startswith(staged + "/"))
+        if outside:  # only the attempt's own folder is promoted with the row
+            raise ValueError(f"pipeline wrote artifacts {outside} outside its attempt folder {staged}")
         return ResultRow(
             **_item_fields(item), status="ok", **{m: outcome.metrics.get(m) for m in METRIC_COLUMNS},
             loss_first=outcome.loss_first, loss_last=outcome.loss_last, loss_min=outcome.loss_min,

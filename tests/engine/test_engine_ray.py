@@ -218,11 +218,13 @@ def test_driver_killed_leaves_only_whole_rows_and_resumes(tmp_path: Path) -> Non
 
 
 def test_deterministic_failures_are_not_retried(tmp_path: Path) -> None:
-    ids = ["setting-0", "setting-1", "setting-2", "setting-3", "photo-1", "a"]
+    ids = ["setting-0", "setting-1", "setting-2", "setting-3", "photo-1", "a", "flaky-1", "flaky-2", "flaky-3"]
     job = _job(tmp_path, ids, max_attempts=3, prefetch=0)
     summary = run_job(job, pipeline_factory=engine_fakes.fake_factory)
     rows = results.committed(job.run_dir)
-    assert (summary.ok, summary.failed) == (1, 5)
+    assert (summary.ok, summary.failed) == (4, 5)
+    # the same out-of-memory error on 3 identities is still retried: it depends on the device's load
+    assert all(rows[f"flaky-{i}"].status == "ok" and rows[f"flaky-{i}"].attempts == 2 for i in (1, 2, 3))
     calls = _calls(job)
     assert calls["photo-1"] == 1 and rows["photo-1"].attempts == 1  # BadImage: same input, same error
     assert rows["photo-1"].error == "BadImage: photo-1: not a face photo"

@@ -98,6 +98,18 @@ def test_unknown_metric_is_a_contract_violation(tmp_path: Path) -> None:
     assert row.status == "failed" and "unknown metrics ['id_sim']" in row.error
 
 
+def test_artifacts_outside_the_attempt_folder_fail_the_item(tmp_path: Path) -> None:
+    class Stray(FakePipeline):
+        def run(self, item: WorkItem, out_dir: Path):  # noqa: ANN201
+            out = super().run(item, out_dir)
+            stray = self.job.run_dir / "artifacts" / "p-1" / "G_u.pt"
+            return type(out)(**{**out.__dict__, "artifacts": {"weights": str(stray)}})
+
+    row = IdentityWorker(_job(tmp_path), "j", PLACE, lambda job, dev: Stray(job, dev)).process(_item())
+    assert row.status == "failed"
+    assert "pipeline wrote artifacts ['artifacts/p-1/G_u.pt'] outside its attempt folder staging/p-1." in row.error
+
+
 def test_an_attempt_never_touches_committed_artifacts(tmp_path: Path) -> None:
     committed = tmp_path / "artifacts" / "p-1" / "G_u.pt"
     committed.parent.mkdir(parents=True)
