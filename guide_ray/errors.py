@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from guide_ray.utils.text import escape
+
 
 class GuideRayError(Exception):
     """Base class: a user-facing problem with a clear, one-line explanation."""
@@ -23,7 +25,7 @@ class ManifestRowError(GuideRayError):
     def __init__(self, row: int, identity_id: str | None, reason: str) -> None:
         self.row, self.identity_id, self.reason = row, identity_id, reason
         who = f" ({identity_id})" if identity_id else ""
-        super().__init__(f"manifest row {row}{who}: {reason}")
+        super().__init__(escape(f"manifest row {row}{who}: {reason}"))  # ids and values come from the file
 
     def __reduce__(self):  # picklable, so it can cross the Ray boundary intact
         return type(self), (self.row, self.identity_id, self.reason)

@@ -26,7 +26,6 @@ from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import IdentityEmbedder, LossNets
 from guide_ray.models.nets.factory import build_fid_extractor, build_id_metric, build_loss_nets
-from guide_ray.store.artifacts import artifact_dir
 from guide_ray.utils.files import atomic_file
 from guide_ray.utils.images import save_curve, save_grid
 from guide_ray.utils.seeding import derive_seed, make_rng
@@ -136,13 +135,13 @@ class Pipeline:
         if "delta_FID_real" in self.job.metrics:
             self.real_stats = fid.load_real_features(W.resolve_file(W.FFHQ_FEATS.name, self.weights_dir))
 
-    def run(self, item: WorkItem, run_dir: Path) -> ItemOutcome:
+    def run(self, item: WorkItem, out_dir: Path) -> ItemOutcome:
+        """Unlearn `item` and write its artifacts into `out_dir` (the engine gives each attempt its own)."""
         start = time.perf_counter()
         w_u = self.source_latent(item)
         G_u, result = unlearn_with_progress(self.G_s, w_u, item.guide, self.nets, item.seed,
                                             on_step=_log_every(item.identity_id, item.guide.iterations))
         metrics = self.measure(item, G_u, w_u)
-        out_dir = artifact_dir(run_dir, item.identity_id)
         artifacts = write_artifacts(out_dir, self.G_s, G_u, result, item.guide.camera)
         totals = [p.total for p in result.losses] or [float("nan")]
         write_json(out_dir / "metrics.json", {"identity_id": item.identity_id, "metrics": metrics, "seed": item.seed,

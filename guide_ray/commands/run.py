@@ -1,8 +1,9 @@
 """`guide-ray run JOB.yaml`: process a job's manifest on Ray, then write the report.
 
 Exit status: 0 when every identity is ok, 1 when the run completed but some identities failed or
-manifest rows were rejected (details in the report), 2 for a run-level error (bad job, missing
-weights), 130 on Ctrl-C (finished identities stay committed; re-run to resume).
+manifest rows were rejected (details in the report), 2 when the run could not start (bad job,
+missing weights, a folder that is not a run or is in use by another run), 130 on Ctrl-C (finished
+identities stay committed; re-run to resume).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main(args: argparse.Namespace) -> int:
     from guide_ray.engine.run import RunOptions, plan, run_job
     from guide_ray.errors import ConfigError
     from guide_ray.reduce.report import write_report
+    from guide_ray.store.ownership import adopt
+    from guide_ray.utils.text import escape
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
@@ -50,12 +53,17 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(address=args.address, limit=args.limit, retry_failed=args.retry_failed,
                          replace_stale=args.replace_stale, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     if args.dry_run:
+        adopt(job.run_dir)  # refuses a folder that is not a run before anything is written to it
         p = plan(job, options)
         print(f"run dir: {job.run_dir}\njob_key: {p.job_key}\nweights: {p.weights.core} (encoder {p.weights.encoder})\n"
               f"to run: {len(p.todo)}, already done: {len(p.skipped)}, stale: {len(p.stale)}, "
               f"invalid rows: {len(p.errors)}")
         for item in p.todo:
-            print(f"  {item.identity_id}  run_key={item.run_key}  variant={item.variant}  seed={item.seed}")
+            print(f"  {escape(item.identity_id)}  run_key={item.run_key}  variant={item.variant}  seed={item.seed}")
+        if p.errors:
+            print("rejected manifest rows:")
+        for err in p.errors:
+            print(f"  row {err.row} ({escape(err.identity_id or '?')}): {escape(err.reason)}")
         return 0
     with TqdmProgress(enabled=not args.no_progress) as progress:
         summary = run_job(job, options, progress=progress)

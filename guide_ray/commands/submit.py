@@ -1,7 +1,9 @@
 """`guide-ray submit JOB.yaml --address http://HEAD:8265`: run the job on a remote cluster as a Ray job.
 
 Prints the submission id and how to follow it; with --wait, polls until the job ends and prints its
-logs (exit 0 only if it succeeded). --dry-run prints the request without contacting the cluster.
+logs (exit 0 only if it succeeded, 1 if it ran and failed). --dry-run prints the request without
+contacting the cluster. An address in a form it does not take, or where nothing listens, is a
+one-line error with exit status 2 ("could not start") within a few seconds.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
 
 def main(args: argparse.Namespace) -> int:
     from guide_ray.config.job import load_job
-    from guide_ray.engine.submit import build_submission, submit, wait
+    from guide_ray.engine.submit import build_submission, job_server_url, submit, wait
 
+    job_server_url(args.address)  # a malformed address fails before anything else
     load_job(args.job)  # fail here, not on the cluster, for an invalid job
     sub = build_submission(args.job, output_dir=args.output_dir, limit=args.limit, submission_id=args.submission_id)
     if args.dry_run:

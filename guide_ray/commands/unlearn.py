@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
-from guide_ray.errors import ConfigError
+from guide_ray.errors import ConfigError, GuideRayError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,22 @@ def build_config(args: argparse.Namespace):
         raise ConfigError(f"invalid unlearning config: {exc}") from None
 
 
+def check_out(out: Path) -> None:
+    """--out must be a folder this process can write: checked (by creating it and writing a probe
+    file) before any computing, so an hour of unlearning never ends in a failed save."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a folder; choose a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out} is not a writable folder: {exc.strerror or exc}") from None
+
+
 def main(args: argparse.Namespace) -> int:
+    check_out(args.out)
     cfg = build_config(args)                      # validated before any torch import
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
@@ -72,7 +88,11 @@ def main(args: argparse.Namespace) -> int:
     from guide_ray.models import weights as W
     weights_dir = W.resolve_weights_dir(args.weights)
     W.require_backend_files(args.backend, weights_dir, metrics=["ID"])
-    return _run(args, cfg, weights_dir)
+    try:
+        return _run(args, cfg, weights_dir)
+    except FloatingPointError as exc:  # guide.loop stops at the first non-finite loss
+        raise GuideRayError(f"unlearning diverged: {exc}; nothing was saved. Lower the learning rate "
+                            "(--set lr=...) or check the --set overrides") from None
 
 
 def _run(args: argparse.Namespace, cfg, weights_dir: Path) -> int:
@@ -102,8 +122,10 @@ def _run(args: argparse.Namespace, cfg, weights_dir: Path) -> int:
         bar.set_postfix(loss=f"{parts.total:.4f}", local=f"{parts.local:.4f}")
         return False
 
-    G_u, result = unlearn_with_progress(G_s, w_u, cfg, nets, args.seed, on_step=progress)
-    bar.close()
+    try:
+        G_u, result = unlearn_with_progress(G_s, w_u, cfg, nets, args.seed, on_step=progress)
+    finally:
+        bar.close()  # before any error message, so it gets a line of its own
     id_sim = id_similarity(G_s, G_u, w_u, id_metric, cfg.camera)
     artifacts = write_artifacts(args.out, G_s, G_u, result, cfg.camera)
     stand_ins = {n.name: n.stand_in for n in (nets.perceptual, nets.identity, id_metric)}

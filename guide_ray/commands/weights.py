@@ -1,5 +1,8 @@
 """`guide-ray weights [DIR]`: every pretrained file, found / missing / wrong hash, and who needs it;
-`guide-ray weights convert X.pkl -o Y.pt` turns an official EG3D pickle into our weights-only format."""
+`guide-ray weights convert X.pkl -o Y.pt` turns an official EG3D pickle into our weights-only format.
+
+Exit status 0 only when the named backend can run with what DIR holds (every file it needs for
+--metrics and --scenarios present, none with a wrong hash), else 1, so scripts can rely on it."""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=__doc__)
     p.add_argument("dir", nargs="?", help="weights directory (default --weights, $GUIDE_RAY_WEIGHTS or ./weights)")
     p.add_argument("--weights", help="weights directory (same as DIR)")
+    p.add_argument("--backend", default="eg3d-ffhq512-128",
+                   help="backend whose files must all be there for exit status 0 (default: eg3d-ffhq512-128)")
+    p.add_argument("--metrics", default="ID,ID_others,FID_pre,delta_FID_real",
+                   help="comma-separated metrics the runs will compute (default: all four)")
+    p.add_argument("--scenarios", default="random,ffhq,celebahq,custom",
+                   help="comma-separated scenarios the runs will use (default: all)")
     p.add_argument("--convert", type=Path, metavar="PKL", help="convert an official EG3D .pkl (never executed)")
     p.add_argument("-o", "--output", type=Path, help="output path for --convert")
     p.set_defaults(handler=main)
@@ -26,6 +35,18 @@ def main(args: argparse.Namespace) -> int:
         from guide_ray.models.eg3d.checkpoint import convert_pickle
         print(f"wrote {convert_pickle(args.convert, args.output)}")
         return 0
+    needed = W.needed_files(args.backend, metrics=_names(args.metrics), scenarios=_names(args.scenarios))
     statuses = W.check_weights(W.resolve_weights_dir(args.dir or args.weights))
     print(W.format_weights_report(statuses))
-    return 1 if any(s.status == "wrong-hash" for s in statuses) else 0
+    blocking = [s for s in statuses if s.status in ("missing", "wrong-hash")
+                and (s.file in needed or s.status == "wrong-hash")]
+    if blocking:
+        listing = ", ".join(f"{s.file.name} ({s.status})" for s in blocking)
+        print(f"\nbackend {args.backend} cannot run: {listing}")
+        return 1
+    print(f"\nbackend {args.backend} can run ({len(needed)} file(s) needed, all present)")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

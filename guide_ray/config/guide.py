@@ -63,7 +63,7 @@ class GuideConfig(StrictModel):
     local_weights: LossWeights = LossWeights()
     adj_weights: LossWeights = LossWeights()
     lr: float = Field(1e-4, gt=0, description="Adam learning rate on the raw (equalised-lr) weights")
-    iterations: int = Field(1000, ge=0)
+    iterations: int = Field(1000, ge=1)
     noise_mode: Literal["random", "const", "none"] = Field(
         "random", description="backbone noise; the official loop uses 'random'"
     )

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,15 +81,24 @@ class ManifestRead:
     errors: list[ManifestRowError] = field(default_factory=list)
 
 
+READABLE_SCHEMES = ("file",)  # the pipeline opens local (or shared-mount) files only
+
+
 def is_uri(value: str) -> bool:
-    """True for 's3://…', 'gs://…', 'https://…': left to the pipeline, never checked locally."""
+    """True for 's3://…', 'gs://…', 'file://…'."""
     return "://" in value
 
 
 def resolve_media(value: str, base: Path) -> str:
-    """A manifest path made absolute against the manifest's folder; URIs unchanged."""
-    if not value or is_uri(value):
+    """A manifest path made absolute against the manifest's folder; a file:// URI becomes its path.
+
+    Other URIs are returned unchanged; `read_manifest` has already rejected their rows.
+    """
+    if not value:
         return value
+    if is_uri(value):
+        scheme, _, rest = value.partition("://")
+        return unquote(urlsplit(value).path) if scheme.lower() == "file" and rest.startswith("/") else value
     return str((base / value).resolve())
 
 
@@ -194,7 +204,15 @@ def _validate_record(number: int, record: dict[str, object]) -> ManifestRow:
 
 def _check_files(number: int, row: ManifestRow, base: Path) -> None:
     for kind, value in [("source", row.source), *(("other image", v) for v in row.other_images)]:
-        if value and not is_uri(value) and not Path(resolve_media(value, base)).is_file():
+        if not value:
+            continue
+        if is_uri(value) and resolve_media(value, base) == value:  # not a file:///absolute/path
+            raise ManifestRowError(
+                number, row.identity_id,
+                f"{kind} {value!r} cannot be read: the pipeline opens local files only (a path, relative to the "
+                "manifest or absolute, or a file:///absolute/path URI); copy the image to storage every node "
+                "sees and give its path")
+        if not Path(resolve_media(value, base)).is_file():
             raise ManifestRowError(number, row.identity_id, f"{kind} not found: {resolve_media(value, base)}")
 
 

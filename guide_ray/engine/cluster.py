@@ -14,10 +14,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
 from guide_ray.config.job import JobSpec
+from guide_ray.engine import leftovers
 from guide_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,15 @@ class Capacity:
 
 @contextmanager
 def ray_session(
-    address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None
+    address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None,
+    run_dir: Path | None = None,
 ) -> Iterator[None]:
     """A Ray connection for the duration of the block; shut down on exit only if this call started it.
 
     `num_cpus` / `num_gpus` apply to a new local cluster only (GPUs may be logical, for tests or to
-    pack fractional actors); joining an existing cluster with them raises ConfigError.
+    pack fractional actors); joining an existing cluster with them raises ConfigError. With
+    `run_dir` (whose lock the caller holds), leftovers of the folder's earlier local cluster are
+    ended first and the new local cluster is recorded there.
     """
     if ray.is_initialized():
         yield
@@ -49,12 +54,18 @@ def ray_session(
     if joining:
         ray.init(address=address, logging_config=ray.LoggingConfig(log_level="WARNING"))
     else:
+        if run_dir is not None:
+            leftovers.end_leftovers(run_dir)
         ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, include_dashboard=False,
                  logging_config=ray.LoggingConfig(log_level="WARNING"))
+        if run_dir is not None:
+            leftovers.record(run_dir, ray.get_runtime_context().get_node_id())
     try:
         yield
     finally:
         ray.shutdown()
+        if run_dir is not None and not joining:
+            leftovers.forget(run_dir)
 
 
 def capacity() -> Capacity:

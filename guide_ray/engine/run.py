@@ -7,6 +7,11 @@ start (nothing is overwritten) unless `replace_stale` moves those rows to RUN/su
 Invalid manifest rows are written to RUN/manifest_errors.json (they have no valid identity to
 key a result file by) and counted in the report. RUN/job.resolved.json records the resolved job,
 its keys and the code version before any work starts.
+
+A run owns its folder while it runs (store.ownership: marker + exclusive lock), so a second run
+on the same folder is refused at once. Damaged result files are quarantined while planning
+(store.results.load_rows) and their identities planned again. Artifacts are staged per attempt
+and promoted by the driver as part of committing a row (store.artifacts).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from guide_ray.engine import actors, cluster
 from guide_ray.engine.scheduler import Progress, Scheduler
 from guide_ray.engine.worker import PipelineFactory, describe_exception
 from guide_ray.errors import ConfigError, GuideRayError, ManifestRowError
-from guide_ray.store import artifacts, results
+from guide_ray.store import artifacts, ownership, results
 from guide_ray.store.runkey import item_run_key, job_key
 from guide_ray.store.schema import ResultRow
+from guide_ray.utils.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +217,22 @@ def run_job(
     Raises GuideRayError for run-level problems (bad job/manifest, workers that cannot start).
     """
     job = _absolute_dirs(job)  # workers may run in another working directory
-    the_plan = plan(job, options)
-    write_run_records(job, the_plan)
-    results.sweep_tmp(job.run_dir)
-    for row in the_plan.stale:
-        moved = results.supersede(job.run_dir, row)
-        artifacts.move_aside(job.run_dir, row.identity_id, moved.with_suffix(""))
-        log.warning("%s was computed under other settings; moved to %s", row.identity_id, moved)
-    for err in the_plan.errors:
-        log.error("%s", err)
-    log.info("%d to run, %d already done, %d invalid manifest rows", len(the_plan.todo), len(the_plan.skipped),
-             len(the_plan.errors))
-    ok = failed = 0
-    if the_plan.todo:
-        ok, failed = _execute(job, options, the_plan, pipeline_factory, progress, on_commit)
+    with ownership.own(job.run_dir):
+        the_plan = plan(job, options)
+        write_run_records(job, the_plan)
+        results.sweep_tmp(job.run_dir)
+        artifacts.sweep_staging(job.run_dir)
+        for row in the_plan.stale:
+            moved = results.supersede(job.run_dir, row)
+            artifacts.move_aside(job.run_dir, row.identity_id, moved.with_suffix(""))
+            log.warning("%s was computed under other settings; moved to %s", escape(row.identity_id), moved)
+        for err in the_plan.errors:
+            log.error("%s", escape(err))
+        log.info("%d to run, %d already done, %d invalid manifest rows", len(the_plan.todo), len(the_plan.skipped),
+                 len(the_plan.errors))
+        ok = failed = 0
+        if the_plan.todo:
+            ok, failed = _execute(job, options, the_plan, pipeline_factory, progress, on_commit)
     return RunSummary(run_dir=job.run_dir, planned=len(the_plan.todo) + len(the_plan.skipped),
                       skipped=len(the_plan.skipped), ok=ok, failed=failed, invalid_rows=len(the_plan.errors))
 
@@ -245,11 +253,15 @@ def _execute(
     on_commit: Callable[[ResultRow], None] | None,
 ) -> tuple[int, int]:
     def commit(row: ResultRow) -> None:
+        if row.status == "ok":  # artifacts first: a visible ok row always has its files in place
+            staged = {"artifact_weights": row.artifact_weights, "artifact_grid": row.artifact_grid}
+            row = row.model_copy(update=artifacts.promote(job.run_dir, row.identity_id, staged))
         results.commit_row(job.run_dir, row)
         if on_commit is not None:
             on_commit(row)
 
-    with cluster.ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus):
+    with cluster.ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+                             run_dir=job.run_dir):
         n = cluster.actor_count(job, len(the_plan.todo), cluster.capacity())
         prefix = f"{job.name}-{uuid4().hex[:6]}"
         slots = [actors.start_worker(job, the_plan.job_key, f"{prefix}-w{i}", factory) for i in range(n)]

@@ -6,6 +6,11 @@ items in flight per actor, `ray.wait(num_returns=1)` so a slow identity never bl
 * A `failed` row (the worker caught an exception) or a dead actor (RayActorError: crash, OOM
   kill, ray.kill, node loss) sends the item back to the end of the queue with attempt + 1; after
   `max_attempts` the failed row is committed.
+* Failures that would only repeat are committed at once instead: a guide-ray error or a config
+  validation error (a bad image, a bad setting: same input, same error), and any error that the
+  worker raised, word for word (identity ids aside), on REPEAT_LIMIT different identities (a job
+  setting that makes every identity fail the same way). Actor deaths and out-of-memory errors
+  (which depend on what else shares the device) are always retried.
 * After an actor error the slot gets no work until a `ready()` probe answers (Ray restarted it);
   a probe that fails means the actor is gone for good, and a fresh one replaces it, within a budget.
 * `commit` is called exactly once per identity, from this loop only (the single writer).
@@ -14,6 +19,7 @@ items in flight per actor, `ray.wait(num_returns=1)` so a slow identity never bl
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -28,10 +34,21 @@ from guide_ray.engine.actors import ActorSlot, interrupt_worker, stop_worker, su
 from guide_ray.engine.worker import describe_exception, failed_row
 from guide_ray.errors import GuideRayError
 from guide_ray.store.schema import ResultRow
+from guide_ray.utils.text import escape
 
 log = logging.getLogger(__name__)
 
 WAIT_S = 0.5  # ray.wait timeout: how often timeouts and progress are checked while nothing finishes
+REPEAT_LIMIT = 3  # identities failing with the same error before it counts as deterministic
+TRANSIENT_MARKS = ("OutOfMemoryError", "out of memory")  # never deterministic by repetition
+
+
+def _error_names(cls: type[BaseException]) -> set[str]:
+    return {cls.__name__}.union(*(_error_names(sub) for sub in cls.__subclasses__()))
+
+
+# errors the same input always raises again: guide-ray's typed errors and pydantic validation
+NOT_RETRIED = frozenset(_error_names(GuideRayError) | {"ValidationError"})
 
 
 @dataclass
@@ -83,6 +100,7 @@ class Scheduler:
         self.in_flight: dict[ray.ObjectRef, _Flight] = {}
         self.last_settled: dict[str, float] = {}
         self.counts = Counts(total=0)
+        self.seen_errors: dict[str, set[str]] = {}  # error text (ids masked) -> identities that raised it
 
     def run(self, items: list[WorkItem]) -> Counts:
         """Process `items` until each has a committed row. Raises GuideRayError if every actor is lost."""
@@ -115,21 +133,38 @@ class Scheduler:
             self._settle_probe(ref, flight.slot)
             return
         assert flight.item is not None
+        repeatable = False
         try:
             row: ResultRow = ray.get(ref)
+            repeatable = row.status == "failed" and self._deterministic(row)
         except RayTaskError as exc:  # raised outside process()'s own catch, e.g. unpicklable arguments
             row = self._driver_row(flight, describe_exception(exc.cause or exc))
         except RayError as exc:  # the actor died mid-identity: crash, OOM kill, ray.kill, node loss
             reason = f"timed out after {self.job.item_timeout_s} s" if flight.timed_out else describe_exception(exc)
             row = self._driver_row(flight, f"worker died: {reason}")
             self._probe(flight.slot)
-        self._retry_or_commit(flight, row)
+        self._retry_or_commit(flight, row, repeatable=repeatable)
 
-    def _retry_or_commit(self, flight: _Flight, row: ResultRow) -> None:
+    def _deterministic(self, row: ResultRow) -> bool:
+        """Would retrying this worker-reported failure only repeat it? (see module docstring)"""
+        error = row.error or ""
+        if error.split(":", 1)[0] in NOT_RETRIED:
+            return True
+        if any(mark in error for mark in TRANSIENT_MARKS):
+            return False
+        masked = re.sub(rf"(?<![\w.-]){re.escape(row.identity_id)}(?![\w.-])", "<id>", error)
+        seen = self.seen_errors.setdefault(masked, set())
+        seen.add(row.identity_id)
+        if len(seen) == REPEAT_LIMIT:
+            log.error("the same error on %d identities, so it comes from the job's settings and is not retried: %s",
+                      REPEAT_LIMIT, escape(error))
+        return len(seen) >= REPEAT_LIMIT
+
+    def _retry_or_commit(self, flight: _Flight, row: ResultRow, *, repeatable: bool = False) -> None:
         assert flight.item is not None
-        if row.status == "failed" and flight.attempt < self.job.max_attempts:
-            log.warning("%s attempt %d/%d failed, re-queued: %s", row.identity_id, flight.attempt,
-                        self.job.max_attempts, row.error)
+        if row.status == "failed" and flight.attempt < self.job.max_attempts and not repeatable:
+            log.warning("%s attempt %d/%d failed, re-queued: %s", escape(row.identity_id), flight.attempt,
+                        self.job.max_attempts, escape(row.error))
             self.todo.append((flight.item, flight.attempt + 1))
             self.counts.retried += 1
             return
@@ -139,7 +174,7 @@ class Scheduler:
             self.counts.ok += 1
         else:
             self.counts.failed += 1
-            log.error("%s failed after %d attempt(s): %s", row.identity_id, flight.attempt, row.error)
+            log.error("%s failed after %d attempt(s): %s", escape(row.identity_id), flight.attempt, escape(row.error))
 
     def _driver_row(self, flight: _Flight, error: str) -> ResultRow:
         assert flight.item is not None
@@ -179,7 +214,8 @@ class Scheduler:
             started = max(f.submitted, self.last_settled.get(f.slot.name, 0.0))
             if not f.timed_out and now - started > limit:
                 assert f.item is not None
-                log.warning("%s exceeded %.0f s on %s; restarting the actor", f.item.identity_id, limit, f.slot.name)
+                log.warning("%s exceeded %.0f s on %s; restarting the actor", escape(f.item.identity_id), limit,
+                            f.slot.name)
                 f.timed_out = True
                 interrupt_worker(f.slot)
 

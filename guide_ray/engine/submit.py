@@ -15,9 +15,11 @@ import hashlib
 import logging
 import os
 import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 EXCLUDES = [".git", ".venv", "runs", "weights", "**/__pycache__", ".pytest_cache", "*.egg-info"]
 TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+CONNECT_TIMEOUT_S = 3.0
+ADDRESS_FORMS = "http://HEAD:8265, https://HEAD:PORT or HEAD:PORT (the Ray job server, i.e. the dashboard port)"
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,44 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def job_server_url(address: str) -> str:
+    """`address` as the job server's http(s) URL; ConfigError for a form `submit` does not take.
+
+    A bare HOST:PORT means http://HOST:PORT. ray:// (Ray Client), 'auto' and GCS addresses are
+    refused here: the Ray SDK would spend 30-40 s retrying them before failing.
+    """
+    text = address.strip()
+    url = text if "://" in text else f"http://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or (port is None and "://" not in text):
+        raise ConfigError(f"--address {address!r} is not a job server address; use {ADDRESS_FORMS}")
+    return url
+
+
+def check_reachable(url: str) -> None:
+    """Raise GuideRayError within CONNECT_TIMEOUT_S when nothing accepts a connection at `url`."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise GuideRayError(f"nothing listens at {url} ({reason}); --address takes {ADDRESS_FORMS}") from None
+
+
 def _client(address: str) -> JobSubmissionClient:
-    return JobSubmissionClient(address, headers=auth_headers())
+    url = job_server_url(address)
+    check_reachable(url)
+    try:
+        return JobSubmissionClient(url, headers=auth_headers())
+    except (ConnectionError, ValueError, RuntimeError) as exc:  # something answered, but not a Ray job server
+        raise GuideRayError(f"no Ray job server at {url}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                            f"--address takes {ADDRESS_FORMS}") from None
 
 
 def submit(sub: Submission, address: str) -> str:

@@ -5,6 +5,8 @@ place that turns it into an actor. `process(item)` never raises for a per-item p
 image, NaN loss, CUDA OOM, a pipeline bug): any `Exception` becomes a `failed` ResultRow the
 driver can retry or commit. KeyboardInterrupt and SystemExit pass through.
 The worker never writes result rows; it only returns them (the driver is the only writer).
+Each attempt writes its artifacts into a fresh staging folder of its own (store.artifacts), so no
+attempt can touch the artifacts of a committed row; the driver promotes them when it commits.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Protocol
 
 from guide_ray import __version__
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.store.artifacts import fresh_artifact_dir, relative_to_run
+from guide_ray.store.artifacts import attempt_dir, relative_to_run
 from guide_ray.store.schema import METRIC_COLUMNS, ResultRow, utc_now
+from guide_ray.utils.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class PipelineLike(Protocol):
 
     def prepare(self, cache_dir: Path) -> None: ...
 
-    def run(self, item: WorkItem, run_dir: Path) -> Outcome: ...
+    def run(self, item: WorkItem, out_dir: Path) -> Outcome: ...
 
 
 PipelineFactory = Callable[[JobSpec, str], PipelineLike]
@@ -114,18 +117,18 @@ class IdentityWorker:
     def process(self, item: WorkItem) -> ResultRow:
         """Unlearn one identity and measure it; never raises an `Exception`, returns a failed row."""
         started = time.monotonic()
-        log.info("%s: start %s", self.placement.worker, item.identity_id)
+        log.info("%s: start %s", self.placement.worker, escape(item.identity_id))
         try:
             if not self._prepared:
                 self.prepare()
-            fresh_artifact_dir(self.job.run_dir, item.identity_id)
-            outcome = self._load().run(item, self.job.run_dir)
-            row = self._ok_row(item, outcome, time.monotonic() - started)
+            out_dir = attempt_dir(self.job.run_dir, item.identity_id)
+            outcome = self._load().run(item, out_dir)
+            row = self._ok_row(item, outcome, time.monotonic() - started, out_dir)
         except Exception as exc:  # the one broad catch: any per-item failure becomes a row
-            log.exception("%s: %s failed", self.placement.worker, item.identity_id)
+            log.exception("%s: %s failed", self.placement.worker, escape(item.identity_id))
             return failed_row(item, describe_exception(exc), time.monotonic() - started,
                               placement=self.placement, job_key=self.job_key)
-        log.info("%s: done %s in %.1f s", self.placement.worker, item.identity_id, row.seconds)
+        log.info("%s: done %s in %.1f s", self.placement.worker, escape(item.identity_id), row.seconds)
         return row
 
     def _load(self) -> PipelineLike:
@@ -133,7 +136,7 @@ class IdentityWorker:
             self._pipeline = self._factory(self.job, self.placement.device)
         return self._pipeline
 
-    def _ok_row(self, item: WorkItem, outcome: Outcome, seconds: float) -> ResultRow:
+    def _ok_row(self, item: WorkItem, outcome: Outcome, seconds: float, out_dir: Path) -> ResultRow:
         unknown = set(outcome.metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(
@@ -141,6 +144,10 @@ class IdentityWorker:
             )
         run_dir = self.job.run_dir
         paths = {name: relative_to_run(run_dir, p) for name, p in outcome.artifacts.items()}
+        staged = relative_to_run(run_dir, out_dir)
+        outside = sorted(p for p in paths.values() if not p.startswith(staged + "/"))
+        if outside:  # only the attempt's own folder is promoted with the row
+            raise ValueError(f"pipeline wrote artifacts {outside} outside its attempt folder {staged}")
         return ResultRow(
             **_item_fields(item), status="ok", **{m: outcome.metrics.get(m) for m in METRIC_COLUMNS},
             loss_first=outcome.loss_first, loss_last=outcome.loss_last, loss_min=outcome.loss_min,

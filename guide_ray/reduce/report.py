@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from guide_ray.reduce.tables import METRICS, STAND_IN_MARK, display_table, format_cell, write_tables
-from guide_ray.store.results import iter_rows, read_manifest_errors
+from guide_ray.store.results import QUARANTINE, QUARANTINE_LOG, load_rows, read_manifest_errors
 from guide_ray.store.schema import ResultRow
 
 REPORT = "report.html"
@@ -37,17 +37,26 @@ class ReportPaths:
     html: Path
     tables: dict[str, Path]
     markdown: str
+    quarantined: int = 0  # damaged result files this call moved to RUN/quarantine/
 
 
 def write_report(run_dir: Path) -> ReportPaths:
-    """Write RUN/tables/summary.* and RUN/report.html from the committed rows of `run_dir`."""
-    summary, tables = write_tables(run_dir)
-    rows = list(iter_rows(run_dir))
+    """Write RUN/tables/summary.* and RUN/report.html from the committed rows of `run_dir`.
+
+    Damaged result files are quarantined first (store.results.load_rows), so no identity is
+    counted twice and one bad file never stops the report; the markdown says how many.
+    """
+    loaded = load_rows(run_dir)
+    summary, tables = write_tables(run_dir, loaded.rows)
     errors = read_manifest_errors(run_dir)
-    page = render_page(run_dir.name, summary, rows, errors)
+    page = render_page(run_dir.name, summary, loaded.rows, errors)
     path = run_dir / REPORT
     path.write_text(page)
-    return ReportPaths(html=path, tables=tables, markdown=tables["md"].read_text())
+    markdown = tables["md"].read_text()
+    if loaded.quarantined:
+        markdown += (f"\n{len(loaded.quarantined)} damaged result file(s) moved to {QUARANTINE}/ (reasons in "
+                     f"{QUARANTINE}/{QUARANTINE_LOG}); re-run the job to compute those identities again.\n")
+    return ReportPaths(html=path, tables=tables, markdown=markdown, quarantined=len(loaded.quarantined))
 
 
 def render_page(title: str, summary: pd.DataFrame, rows: list[ResultRow], errors: list[dict[str, object]]) -> str:

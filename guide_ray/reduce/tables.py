@@ -104,9 +104,9 @@ def to_markdown(summary: pd.DataFrame, invalid_rows: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Summarize every committed row of `run_dir` into RUN/tables/summary.{parquet,csv,md}."""
-    summary = summarize(rows_frame(iter_rows(run_dir)))
+def write_tables(run_dir: Path, rows: Iterable[ResultRow] | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Summarize `rows` (default: every committed row of `run_dir`) into RUN/tables/summary.{parquet,csv,md}."""
+    summary = summarize(rows_frame(iter_rows(run_dir) if rows is None else rows))
     folder = run_dir / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"summary.{ext}" for ext in ("parquet", "csv", "md")}

@@ -3,6 +3,11 @@
 Layout: RUN/results/<identity_id>.parquet holds exactly one `ResultRow`. A row is written to a
 temp file in the same folder and `os.replace`d into place, so a crash (Ctrl-C, driver death,
 node loss) leaves either no row or a whole row, never half of one. The driver is the only writer.
+
+A file that still cannot be trusted (truncated or empty by a full disk or a hand edit, a foreign
+schema, two rows, a row whose identity is not its file name, an `ok` row whose artifacts are
+gone) is moved to RUN/quarantine/ with its reason appended to RUN/quarantine/quarantine.jsonl,
+never deleted; its identity then counts as not done, so the next run computes it again.
 No torch, no ray.
 """
 
@@ -12,9 +17,13 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from guide_ray.store.schema import ResultRow, rows_to_table, table_to_rows
 from guide_ray.utils.files import TMP_SUFFIX, atomic_file
@@ -23,6 +32,8 @@ log = logging.getLogger(__name__)
 
 RESULTS = "results"
 SUPERSEDED = "superseded"
+QUARANTINE = "quarantine"
+QUARANTINE_LOG = "quarantine.jsonl"
 MANIFEST_ERRORS = "manifest_errors.json"
 
 
@@ -52,13 +63,73 @@ def read_row(path: Path) -> ResultRow:
     return rows[0]
 
 
-def iter_rows(run_dir: Path) -> Iterator[ResultRow]:
-    """Every committed row of the run, in identity_id order; temp files are never read."""
+@dataclass
+class Loaded:
+    """The trustworthy rows of a run, and the files this read moved to quarantine."""
+
+    rows: list[ResultRow] = field(default_factory=list)
+    quarantined: list[Path] = field(default_factory=list)
+
+
+def load_rows(run_dir: Path) -> Loaded:
+    """Every trustworthy committed row, in identity_id order; damaged files are quarantined.
+
+    Temp files are never read. Each identity appears at most once (its file name is its id).
+    """
+    loaded = Loaded()
     folder = run_dir / RESULTS
     if not folder.is_dir():
-        return
+        return loaded
     for path in sorted(folder.glob("*.parquet")):
-        yield read_row(path)
+        try:
+            loaded.rows.append(_trusted_row(run_dir, path))
+        except DamagedResult as exc:
+            moved = quarantine(run_dir, path, str(exc))
+            if moved is not None:
+                loaded.quarantined.append(moved)
+    return loaded
+
+
+class DamagedResult(ValueError):
+    """A result file that cannot be trusted; the message is the reason recorded in quarantine."""
+
+
+def _trusted_row(run_dir: Path, path: Path) -> ResultRow:
+    try:
+        row = read_row(path)
+    except (OSError, ValueError, ValidationError) as exc:  # ArrowInvalid is a ValueError
+        raise DamagedResult(f"unreadable: {type(exc).__name__}: {exc}"[:500]) from exc
+    if path.name != f"{row.identity_id}.parquet":
+        raise DamagedResult(f"holds the row of identity {row.identity_id!r}, not of the identity its name says")
+    if row.status == "ok":
+        for rel in (row.artifact_weights, row.artifact_grid):
+            if rel is not None and not (run_dir / rel).is_file():
+                raise DamagedResult(f"ok row whose artifact {rel} is missing")
+    return row
+
+
+def quarantine(run_dir: Path, path: Path, reason: str) -> Path | None:
+    """Move `path` to RUN/quarantine/<name>.<stamp> and log why; None if another process moved it first."""
+    folder = run_dir / QUARANTINE
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = folder / f"{path.name}.{stamp}-{uuid4().hex[:6]}"
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    entry = {"file": str(path.relative_to(run_dir)), "moved_to": str(target.relative_to(run_dir)),
+             "reason": reason, "at": stamp}
+    with (folder / QUARANTINE_LOG).open("a") as fh:  # O_APPEND: one short line per file
+        fh.write(json.dumps(entry) + "\n")
+    log.warning("quarantined %s: %s (moved to %s; its identity will be computed again)",
+                entry["file"], json.dumps(reason), entry["moved_to"])
+    return target
+
+
+def iter_rows(run_dir: Path) -> Iterator[ResultRow]:
+    """Every trustworthy committed row of the run (see `load_rows`)."""
+    yield from load_rows(run_dir).rows
 
 
 def committed(run_dir: Path) -> dict[str, ResultRow]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from guide_ray.config.guide import GuideConfig
 from guide_ray.config.job import GeneratedManifest, JobSpec, effective_guide, load_job, with_output_dir
 from guide_ray.errors import ConfigError
 
@@ -88,3 +89,11 @@ def test_effective_guide_applies_variant_then_overrides() -> None:
 def test_with_output_dir_revalidates() -> None:
     job = JobSpec(name="t", manifest="m", output_dir="o")
     assert with_output_dir(job, Path("/elsewhere")).run_dir == Path("/elsewhere")
+
+
+@pytest.mark.parametrize("iterations", [0, -1])
+def test_iterations_must_be_at_least_one(iterations: int) -> None:
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        JobSpec(name="t", manifest="m", output_dir="o", guide={"iterations": iterations})
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        GuideConfig(iterations=iterations)

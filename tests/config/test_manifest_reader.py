@@ -128,8 +128,24 @@ def test_folder_rows_names_the_empty_person_folder(tmp_path: Path) -> None:
         folder_rows(tmp_path / "people", tmp_path, "custom", seed=0)
 
 
-def test_uris_are_not_checked_locally(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m.parquet", {"identity_id": ["a"], "scenario": ["ffhq"], "seed": [1],
-                                           "source": ["s3://bucket/a.png"]})
+def test_uris_the_pipeline_cannot_open_are_rejected_per_row(tmp_path: Path) -> None:
+    photo = tmp_path / "my photo.png"
+    photo.write_bytes(b"png")
+    sources = ["s3://bucket/a.png", "https://example.org/b.png", "file:///nowhere/c.png",
+               "file://" + str(photo).replace(" ", "%20"), str(photo)]
+    path = _write(tmp_path / "m.parquet", {"identity_id": ["s3", "web", "gone", "file", "plain"],
+                                           "scenario": ["ffhq"] * 5, "seed": [1, 2, 3, 4, 5], "source": sources})
     read = read_manifest(path)
-    assert read.errors == [] and read.rows[0][1].source == "s3://bucket/a.png"
+    assert [number for number, _ in read.rows] == [3, 4]  # the rest of the manifest goes on
+    assert resolve_media(read.rows[0][1].source, tmp_path) == str(photo)
+    assert [(e.row, e.identity_id) for e in read.errors] == [(0, "s3"), (1, "web"), (2, "gone")]
+    assert "'s3://bucket/a.png' cannot be read: the pipeline opens local files only" in str(read.errors[0])
+    assert "source not found: /nowhere/c.png" in str(read.errors[2])
+
+
+def test_row_errors_are_escaped_for_logs(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.parquet", {"identity_id": ["a\nERROR forged line"], "scenario": ["random"],
+                                           "seed": [1]})
+    read = read_manifest(path)
+    assert read.rows == [] and len(read.errors) == 1
+    assert "\n" not in str(read.errors[0]) and "a\\nERROR forged line" in str(read.errors[0])

@@ -2,6 +2,8 @@
 
 Behaviour by identity_id prefix (so one manifest exercises every path):
   bad-*     raises on every attempt (a poison item)
+  setting-* raises the same error, word for word, on every attempt (a bad job setting)
+  photo-*   raises BadImage (a guide-ray error: the same input fails the same way)
   flaky-*   raises on the first attempt only
   victim-*  on its first attempt writes RUN/victim.started (its actor's name) and sleeps 30 s, so a
             test can kill the actor mid-identity; later attempts run normally
@@ -19,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.store.artifacts import artifact_dir
 from guide_ray.utils.files import atomic_file
 
 
@@ -60,8 +61,9 @@ class FakePipeline:
             stats.write_text("{}")
         _append(self.job.run_dir / "prepare.log", state)
 
-    def run(self, item: WorkItem, run_dir: Path) -> FakeOutcome:
+    def run(self, item: WorkItem, out_dir: Path) -> FakeOutcome:
         start = time.time()
+        run_dir = self.job.run_dir
         attempt_marker = run_dir / f"attempted.{item.identity_id}"
         first = not attempt_marker.exists()
         attempt_marker.touch()
@@ -69,16 +71,21 @@ class FakePipeline:
         _append(run_dir / "calls.jsonl", json.dumps(record))
         if item.identity_id.startswith("bad"):
             raise ValueError(f"cannot read image for {item.identity_id}")
+        if item.identity_id.startswith("setting"):
+            raise ValueError("lambda_adj=-1 makes the adjacency loss unbounded")
+        if item.identity_id.startswith("photo"):
+            from guide_ray.errors import BadImage
+
+            raise BadImage(f"{item.identity_id}: not a face photo")
         if item.identity_id.startswith("flaky") and first:
             raise RuntimeError("CUDA out of memory (simulated)")
         if item.identity_id.startswith("victim") and first:
             (run_dir / "victim.started").write_text(_actor_name())
             time.sleep(30)
         time.sleep(item.guide.iterations / 1000)
-        folder = artifact_dir(run_dir, item.identity_id)
-        with atomic_file(folder / "G_u.pt") as tmp:
-            tmp.write_bytes(b"weights")
-        with atomic_file(folder / "grid.png") as tmp:
+        with atomic_file(out_dir / "G_u.pt") as tmp:
+            tmp.write_bytes(f"weights of {item.identity_id} seed {item.seed}".encode())
+        with atomic_file(out_dir / "grid.png") as tmp:
             tmp.write_bytes(b"png")
         _append(run_dir / "finished.jsonl", json.dumps({**record, "end": time.time()}))
         metrics = {"ID": (item.seed % 100) / 1000, "ID_others": None}
@@ -86,8 +93,7 @@ class FakePipeline:
             metrics["FID_pre"] = 1.5
         return FakeOutcome(metrics=metrics, loss_first=1.0, loss_last=0.2, loss_min=0.1,
                            iterations=item.guide.iterations,
-                           artifacts={"weights": f"artifacts/{item.identity_id}/G_u.pt",
-                                      "grid": f"artifacts/{item.identity_id}/grid.png"},
+                           artifacts={"weights": str(out_dir / "G_u.pt"), "grid": str(out_dir / "grid.png")},
                            seconds=time.time() - start)
 
 

@@ -58,6 +58,24 @@ def test_run_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not (tmp_path / "r" / "results").exists()  # nothing ran
 
 
+def test_dry_run_lists_rejected_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"identity_id": ["ok-1", "x\ny", "ok-2"], "scenario": ["random", "random", "random"],
+                             "seed": [1, 2, 3], "guide.iterations": [None, None, 0]}), manifest)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "d", "manifest": str(manifest), "model": {"backend": "tiny"},
+                                   "output_dir": str(tmp_path / "r")}))
+    assert _cli(["run", str(job), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to run: 1, already done: 0, stale: 0, invalid rows: 2" in out
+    assert "rejected manifest rows:\n  row 1 (x\\ny): " in out  # escaped: no forged line
+    assert "  row 2 (ok-2): " in out and "iterations" in out.split("row 2 (ok-2): ")[1]
+
+
 def test_run_rejects_a_bad_limit() -> None:
     with pytest.raises(ConfigError, match="--limit"):
         _cli(["run", str(ROOT / "jobs" / "quickstart.yaml"), "--limit", "0"])

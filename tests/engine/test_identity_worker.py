@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def test_ok_row_carries_outcome_placement_and_relative_artifacts(tmp_path: Path)
     assert (row.ID, row.ID_others, row.FID_pre, row.delta_FID_real) == (0.042, None, 1.5, None)
     assert (row.loss_first, row.loss_last, row.loss_min, row.iterations) == (1.0, 0.2, 0.1, 1)
     assert row.device == "cuda:0 (GPU 3)" and row.worker == "w0" and row.node == "n0"
-    assert row.artifact_grid == "artifacts/p-1/grid.png" and (tmp_path / row.artifact_grid).is_file()
+    # staged in a folder of this attempt's own; the driver promotes it to artifacts/p-1/ on commit
+    assert re.fullmatch(r"staging/p-1\.[0-9a-f]{12}/grid\.png", row.artifact_grid)
+    assert (tmp_path / row.artifact_grid).is_file()
     assert row.stand_in and row.run_key == "r" * 16 and row.job_key == "j" * 16
     assert row.seconds > 0
 
@@ -77,7 +80,7 @@ def test_construction_failure_becomes_a_failed_row_in_process_but_raises_in_read
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 def test_interrupts_pass_through(tmp_path: Path, exc: type[BaseException]) -> None:
     class Interrupting(FakePipeline):
-        def run(self, item: WorkItem, run_dir: Path) -> None:
+        def run(self, item: WorkItem, out_dir: Path) -> None:
             raise exc()
 
     worker = IdentityWorker(_job(tmp_path), "j", PLACE, lambda job, dev: Interrupting(job, dev))
@@ -87,20 +90,34 @@ def test_interrupts_pass_through(tmp_path: Path, exc: type[BaseException]) -> No
 
 def test_unknown_metric_is_a_contract_violation(tmp_path: Path) -> None:
     class Extra(FakePipeline):
-        def run(self, item: WorkItem, run_dir: Path):  # noqa: ANN201
-            out = super().run(item, run_dir)
+        def run(self, item: WorkItem, out_dir: Path):  # noqa: ANN201
+            out = super().run(item, out_dir)
             return type(out)(**{**out.__dict__, "metrics": {"id_sim": 0.1}})
 
     row = IdentityWorker(_job(tmp_path), "j", PLACE, lambda job, dev: Extra(job, dev)).process(_item())
     assert row.status == "failed" and "unknown metrics ['id_sim']" in row.error
 
 
-def test_previous_attempt_artifacts_are_wiped(tmp_path: Path) -> None:
-    stale = tmp_path / "artifacts" / "p-1" / "from-dead-attempt.pt"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"x")
-    IdentityWorker(_job(tmp_path), "j", PLACE, CountingFactory()).process(_item())
-    assert not stale.exists()
+def test_artifacts_outside_the_attempt_folder_fail_the_item(tmp_path: Path) -> None:
+    class Stray(FakePipeline):
+        def run(self, item: WorkItem, out_dir: Path):  # noqa: ANN201
+            out = super().run(item, out_dir)
+            stray = self.job.run_dir / "artifacts" / "p-1" / "G_u.pt"
+            return type(out)(**{**out.__dict__, "artifacts": {"weights": str(stray)}})
+
+    row = IdentityWorker(_job(tmp_path), "j", PLACE, lambda job, dev: Stray(job, dev)).process(_item())
+    assert row.status == "failed"
+    assert "pipeline wrote artifacts ['artifacts/p-1/G_u.pt'] outside its attempt folder staging/p-1." in row.error
+
+
+def test_an_attempt_never_touches_committed_artifacts(tmp_path: Path) -> None:
+    committed = tmp_path / "artifacts" / "p-1" / "G_u.pt"
+    committed.parent.mkdir(parents=True)
+    committed.write_bytes(b"committed")
+    worker = IdentityWorker(_job(tmp_path), "j", PLACE, CountingFactory())
+    first, second = worker.process(_item()), worker.process(_item())
+    assert committed.read_bytes() == b"committed" and list(committed.parent.iterdir()) == [committed]
+    assert first.artifact_weights != second.artifact_weights  # each attempt stages apart
 
 
 def test_describe_exception_caps_length() -> None:

@@ -74,12 +74,26 @@ class FakeClient:
 
 def test_submit_sends_the_request_and_names_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(submit_mod, "JobSubmissionClient", FakeClient)
+    monkeypatch.setattr(submit_mod, "check_reachable", lambda url: None)  # no server named "head" here
     sub = Submission(entrypoint="python -m x", submission_id="s1", runtime_env={"working_dir": "/p"}, metadata={})
     assert submit_mod.submit(sub, "http://head:8265") == "s1"
     assert FakeClient.calls[-1] == ("http://head:8265", {"entrypoint": "python -m x", "submission_id": "s1",
                                                           "runtime_env": {"working_dir": "/p"}, "metadata": {}})
     with pytest.raises(GuideRayError, match="already exists.*--submission-id"):
         submit_mod.submit(replace(sub, submission_id="dup"), "http://head:8265")
+
+
+@pytest.mark.parametrize(("address", "url"), [("http://head:8265", "http://head:8265"),
+                                             ("https://head:443", "https://head:443"), ("head:8265", "http://head:8265"),
+                                             (" 10.0.0.1:8265 ", "http://10.0.0.1:8265")])
+def test_accepted_address_forms(address: str, url: str) -> None:
+    assert submit_mod.job_server_url(address) == url
+
+
+@pytest.mark.parametrize("address", ["ray://head:10001", "auto", "head", "head:port", "gcs://head:6379", ""])
+def test_refused_address_forms(address: str) -> None:
+    with pytest.raises(ConfigError, match="is not a job server address; use http://HEAD:8265"):
+        submit_mod.job_server_url(address)
 
 
 def test_auth_token_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from guide_ray.store.results import commit_row, write_manifest_errors
 
 
 def test_report_page(tmp_path: Path) -> None:
+    (tmp_path / "artifacts" / "alice").mkdir(parents=True)
+    (tmp_path / "artifacts" / "alice" / "grid.png").write_bytes(b"png")
     commit_row(tmp_path, make_row("alice", artifact_grid="artifacts/alice/grid.png", stand_in=True))
     commit_row(tmp_path, make_row("bob", status="failed", error="ValueError: <script>bad</script>", ID=None))
     write_manifest_errors(tmp_path, [{"row": 4, "identity_id": "x y", "reason": "identity_id: bad & wrong"}])

@@ -1,15 +1,18 @@
-"""Atomic commit, done-set, temp-file sweep, supersede."""
+"""Atomic commit, done-set, temp-file sweep, supersede, per-attempt staging and promotion."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rowfactory import make_row
 
 from guide_ray.store import results
-from guide_ray.store.artifacts import fresh_artifact_dir, move_aside, relative_to_run
+from guide_ray.store.schema import rows_to_table
+from guide_ray.store.artifacts import artifact_dir, attempt_dir, move_aside, promote, relative_to_run, sweep_staging
 from guide_ray.utils.files import atomic_file
 
 
@@ -61,7 +64,8 @@ def test_committed_of_an_empty_run(tmp_path: Path) -> None:
 def test_supersede_moves_row_and_artifacts(tmp_path: Path) -> None:
     row = make_row("a", run_key="old0old0old0old0")
     results.commit_row(tmp_path, row)
-    (fresh_artifact_dir(tmp_path, "a") / "grid.png").write_bytes(b"png")
+    artifact_dir(tmp_path, "a").mkdir(parents=True)
+    (artifact_dir(tmp_path, "a") / "grid.png").write_bytes(b"png")
     moved = results.supersede(tmp_path, row)
     assert moved == tmp_path / "superseded" / "a.old0old0old0old0.parquet"
     assert move_aside(tmp_path, "a", moved.with_suffix("")) == tmp_path / "superseded" / "a.old0old0old0old0"
@@ -76,9 +80,58 @@ def test_manifest_errors_round_trip(tmp_path: Path) -> None:
     assert results.read_manifest_errors(tmp_path) == errors
 
 
-def test_fresh_artifact_dir_wipes_an_unfinished_attempt(tmp_path: Path) -> None:
-    (fresh_artifact_dir(tmp_path, "a") / "half.pt").write_bytes(b"x")
-    assert list(fresh_artifact_dir(tmp_path, "a").iterdir()) == []
+def test_attempts_stage_apart_and_promotion_never_deletes(tmp_path: Path) -> None:
+    first, second = attempt_dir(tmp_path, "a"), attempt_dir(tmp_path, "a")
+    assert first != second and first.parent == second.parent == tmp_path / "staging"
+    (first / "G_u.pt").write_bytes(b"one")
+    (second / "G_u.pt").write_bytes(b"two")
+    paths = promote(tmp_path, "a", {"artifact_weights": relative_to_run(tmp_path, first / "G_u.pt"),
+                                    "artifact_grid": None})
+    assert paths == {"artifact_weights": "artifacts/a/G_u.pt", "artifact_grid": None}
+    assert (tmp_path / "artifacts" / "a" / "G_u.pt").read_bytes() == b"one"
+    sums = (tmp_path / "artifacts" / "a" / "SHA256SUMS").read_text()
+    assert sums == "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed  G_u.pt\n"  # sha256(b"one")
+    # a later promotion finds the folder in its way: it is kept under quarantine/, never deleted
+    promote(tmp_path, "a", {"artifact_weights": relative_to_run(tmp_path, second / "G_u.pt")})
+    assert (tmp_path / "artifacts" / "a" / "G_u.pt").read_bytes() == b"two"
+    kept = list((tmp_path / "quarantine" / "artifacts").iterdir())
+    assert len(kept) == 1 and (kept[0] / "G_u.pt").read_bytes() == b"one"
+    with pytest.raises(ValueError, match="not in one staging/ folder"):
+        promote(tmp_path, "a", {"artifact_weights": "artifacts/a/G_u.pt"})
+
+
+def test_sweep_staging_removes_only_unfinished_attempts(tmp_path: Path) -> None:
+    (attempt_dir(tmp_path, "a") / "half.pt").write_bytes(b"x")
+    artifact_dir(tmp_path, "b").mkdir(parents=True)
+    assert sweep_staging(tmp_path) == 1
+    assert list((tmp_path / "staging").iterdir()) == [] and artifact_dir(tmp_path, "b").is_dir()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "wrong schema", "two rows", "other identity",
+                                    "missing artifact"])
+def test_damaged_result_files_are_quarantined_not_counted(tmp_path: Path, damage: str) -> None:
+    results.commit_row(tmp_path, make_row("good"))
+    bad = results.result_path(tmp_path, "bad")
+    if damage == "truncated":
+        results.commit_row(tmp_path, make_row("bad"))
+        bad.write_bytes(bad.read_bytes()[:100])
+    elif damage == "empty":
+        bad.write_bytes(b"")
+    elif damage == "wrong schema":
+        pq.write_table(pa.table({"identity_id": ["bad"]}), bad)
+    elif damage == "two rows":
+        pq.write_table(rows_to_table([make_row("bad"), make_row("bad", ID=0.9)]), bad)
+    elif damage == "other identity":  # would count "good" twice
+        pq.write_table(rows_to_table([make_row("good")]), bad)
+    else:
+        results.commit_row(tmp_path, make_row("bad", artifact_weights="artifacts/bad/G_u.pt"))
+    loaded = results.load_rows(tmp_path)
+    assert [r.identity_id for r in loaded.rows] == ["good"]
+    assert len(loaded.quarantined) == 1 and loaded.quarantined[0].parent == tmp_path / "quarantine"
+    assert not bad.exists() and loaded.quarantined[0].name.startswith("bad.parquet.")
+    entry = json.loads((tmp_path / "quarantine" / "quarantine.jsonl").read_text())
+    assert entry["file"] == "results/bad.parquet" and entry["reason"]
+    assert results.load_rows(tmp_path).quarantined == []  # moved once, then gone from results/
 
 
 def test_atomic_file_publishes_only_on_success(tmp_path: Path) -> None:
