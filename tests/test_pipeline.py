@@ -41,9 +41,10 @@ def _item(tmp_path: Path, **changes) -> WorkItem:
 
 
 def test_photo_identity_end_to_end(pipeline, tmp_path):
-    run_dir = pipeline.job.run_dir
-    outcome = pipeline.run(_item(tmp_path), run_dir)
+    out_dir = tmp_path / "attempt"
+    outcome = pipeline.run(_item(tmp_path), out_dir)
     assert outcome.iterations == 2 and outcome.stand_in
+    assert Path(outcome.artifacts["weights"]).parent == out_dir  # everything in the folder it was given
     for name in ("ID", "ID_others", "FID_pre"):
         assert outcome.metrics[name] is not None and np.isfinite(outcome.metrics[name])
     assert outcome.metrics["delta_FID_real"] is None                  # not requested
@@ -58,12 +59,12 @@ def test_photo_identity_end_to_end(pipeline, tmp_path):
 
 
 def test_same_item_same_numbers(pipeline, tmp_path):
-    a = pipeline.run(_item(tmp_path, identity_id="again-1"), pipeline.job.run_dir)
-    b = pipeline.run(_item(tmp_path, identity_id="again-2"), pipeline.job.run_dir)
+    a = pipeline.run(_item(tmp_path, identity_id="again-1"), tmp_path / "a")
+    b = pipeline.run(_item(tmp_path, identity_id="again-2"), tmp_path / "b")
     assert a.metrics == b.metrics and a.loss_last == b.loss_last
 
 
 def test_unreadable_photo_is_a_clear_error(pipeline, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(BadImage, match="broken.png"):
-        pipeline.run(_item(tmp_path, source=str(tmp_path / "broken.png")), pipeline.job.run_dir)
+        pipeline.run(_item(tmp_path, source=str(tmp_path / "broken.png")), tmp_path / "c")

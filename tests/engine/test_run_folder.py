@@ -132,7 +132,7 @@ def test_two_runs_on_one_folder_second_refused_nothing_lost(tmp_path: Path) -> N
 def test_killed_driver_leftovers_are_ended_by_the_next_run(tmp_path: Path) -> None:
     ids = [f"p{i}" for i in range(6)]
     job = _job(tmp_path, ids)
-    first = _driver(tmp_path, job, "first")
+    first, second = _driver(tmp_path, job, "first"), None
     try:
         _wait_for(lambda: _n_results(job) >= 2, "two commits")
         record = json.loads((job.run_dir / "ray_local.json").read_text())
@@ -148,8 +148,9 @@ def test_killed_driver_leftovers_are_ended_by_the_next_run(tmp_path: Path) -> No
         assert second.returncode == 0, err[-3000:]
     finally:
         _kill_session(first.pid)
-        _kill_session(second.pid) if "second" in locals() else None
-    assert f"leftover Ray process(es) of this run's earlier local cluster" in err
+        if second is not None:
+            _kill_session(second.pid)
+    assert "leftover Ray process(es) of this run's earlier local cluster" in err
     assert f"driver pid {first.pid}" in err
     assert _session_members(first.pid) == []
     assert not (job.run_dir / "ray_local.json").exists()  # the clean exit forgot its own cluster
@@ -192,7 +193,6 @@ def test_run_exit_codes_and_foreign_folders(tmp_path: Path) -> None:
     # 130: Ctrl-C after the first commit; then 0: the resume finishes without recomputing it
     slow = job_file("interrupted", guide={"iterations": 15})
     run_dir = tmp_path / "interrupted"
-    (run_dir).mkdir()
     ownership.adopt(run_dir)
     (run_dir / "notes.txt").write_text("my notes")  # a user's file in a run folder is never touched
     proc = cli(slow)
