@@ -29,6 +29,7 @@ from guide_ray.config.manifest import (
     ManifestRead,
     random_rows,
     read_manifest,
+    with_variants,
     write_manifest,
 )
 from guide_ray.engine import actors, cluster
@@ -129,7 +130,8 @@ def _digest(backend: str, files: dict[str, Path]) -> str:
 def resolve_manifest(job: JobSpec) -> Path:
     """The manifest's path; a generated manifest is (re)written to RUN/manifest.parquet first."""
     if isinstance(job.manifest, GeneratedManifest):
-        return write_manifest(random_rows(job.manifest.n, job.manifest.seed), job.run_dir / "manifest.parquet")
+        rows = with_variants(random_rows(job.manifest.n, job.manifest.seed), job.manifest.variants)
+        return write_manifest(rows, job.run_dir / "manifest.parquet")
     return Path(job.manifest)
 
 

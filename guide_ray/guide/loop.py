@@ -57,7 +57,8 @@ def unlearn(G_u: TriPlaneGenerator, G_s: TriPlaneGenerator, w_u: Tensor, cfg: Gu
     w_u = w_u.detach()
     w_avg = G_s.backbone.mapping.w_avg                           # [C]
     w_t = make_target(cfg, w_u, w_avg).detach()                  # [1, L, C]
-    c_front = frontal_camera(1, device=w_u.device)               # conditions the mapping network
+    cam = cfg.camera                                             # the frontal pose conditions the mapping network
+    c_front = frontal_camera(1, cam.look_at_point, cam.radius, cam.fov_deg, w_u.device)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     result = UnlearnResult(w_u=w_u, w_t=w_t)
     start = time.perf_counter()
