@@ -159,3 +159,52 @@ def _features_of_batch(
         ws = G.mapping(z, c_front, truncation_psi=1)                               # [B, num_ws, w_dim]
         img = quantize_like_png(G.synthesis(ws, c, noise_mode=noise_mode, generator=render_rng)["image"])
     return {e.name: e(img).numpy() for e in extractors}
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image under `folder` (recursively), sorted. Raises ConfigError when there are fewer than 2."""
+    from guide_ray.errors import ConfigError
+
+    if not folder.is_dir():
+        raise ConfigError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if len(files) < 2:
+        raise ConfigError(f"{folder}: FID statistics need at least 2 images, found {len(files)}")
+    return files
+
+
+def folder_key(folder: Path, files: Sequence[Path], extractor: str) -> dict:
+    """What real-image statistics depend on: the files (relative names, sizes, mtimes) and the extractor."""
+    listing = [(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return {"folder": str(folder), "files": fingerprint(listing), "n": len(files), "extractor": extractor}
+
+
+def real_image_stats(files: Sequence[Path], extractor: FeatureExtractor, batch_size: int = 50) -> FidStats:
+    """FidStats of real images, read as 8-bit RGB (what GUIDE's ToTensor sees); runs of equal-sized
+    images are featurised together. Raises BadImage naming an unreadable file."""
+    feats, batch, size = [], [], None
+    for path in files:
+        image = _read_rgb(path)
+        if batch and (image.shape != size or len(batch) == batch_size):
+            feats.append(extractor(torch.stack(batch)).numpy())
+            batch = []
+        batch.append(image)
+        size = image.shape
+    feats.append(extractor(torch.stack(batch)).numpy())
+    return FidStats.from_features(np.concatenate(feats), extractor=extractor.name)
+
+
+def _read_rgb(path: Path) -> Tensor:
+    from PIL import Image
+
+    from guide_ray.errors import BadImage
+
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise BadImage(f"{path}: cannot read as an image ({err})") from err
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)                   # [3, H, W] uint8
