@@ -18,7 +18,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from guide_ray.errors import ConfigError
-    from guide_ray.models import weights as W
+    from guide_ray.models import weights as weight_registry
 
     if args.convert is not None:
         if args.output is None:
@@ -26,6 +26,6 @@ def main(args: argparse.Namespace) -> int:
         from guide_ray.models.eg3d.checkpoint import convert_pickle
         print(f"wrote {convert_pickle(args.convert, args.output)}")
         return 0
-    statuses = W.check_weights(W.resolve_weights_dir(args.dir or args.weights))
-    print(W.format_weights_report(statuses))
+    statuses = weight_registry.check_weights(weight_registry.resolve_weights_dir(args.dir or args.weights))
+    print(weight_registry.format_weights_report(statuses))
     return 1 if any(s.status == "wrong-hash" for s in statuses) else 0
