@@ -80,6 +80,9 @@ def _card(row: ResultRow) -> str:
     if row.artifact_grid:
         grid = f"<img src='{_e(row.artifact_grid)}' alt='before/after grid of {_e(row.identity_id)}'>"
     error = f"<pre>{_e(row.error)}</pre>" if row.error else ""
+    if row.id_views_unaligned:
+        metrics += (f"<tr><th>unaligned ID renders</th><td>{row.id_views_unaligned} "
+                    "(no face found: ID-loss crop used)</td></tr>")
     return (
         f"<div class='card {_e(row.status)}'><h3>{_e(row.identity_id)}{badge}</h3>"
         f"<p>{_e(row.scenario)} · {_e(row.variant)} · seed {row.seed} · {_e(row.status)} · "
