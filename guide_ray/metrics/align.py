@@ -7,6 +7,9 @@ the five InsightFace / TreB1eN `default_square` reference points of a 112×112 c
 black border). The networks and their original weights come from the facenet-pytorch wheel
 (`facenet_pytorch/data/{pnet,rnet,onet}.pt`, loaded here with weights_only=True); fitting and
 warping are batched torch (`affine_grid` / `grid_sample`). The transform excludes reflections.
+Non-maximum suppression is facenet-pytorch's: 0.5 within one pyramid scale, then 0.7, 0.7 and
+0.7 ("min" overlap) after the stages, where GUIDE's port uses 0.7 at every step; both keep the
+best-scoring face, which is the one used.
 
 Detection runs on the image as saved (8-bit RGB), as GUIDE's metric reads its PNGs. Must not
 import ray.
