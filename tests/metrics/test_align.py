@@ -104,3 +104,21 @@ def test_id_score_counts_renders_without_a_face() -> None:
     plain = id_score(G, G, w, StandInIdentity(), CameraConfig(), n_views=3)
     assert aligned.unaligned == 6 and plain.unaligned is None
     assert aligned.similarity == pytest.approx(1.0, abs=1e-5) and plain.similarity == pytest.approx(1.0, abs=1e-5)
+
+
+# Golden values (CPU): MTCNN's landmarks on the astronaut with GUIDE's settings, the fitted
+# similarity, and a slice of the aligned crop (row 56, columns 40:44, RGB).
+GOLDEN_LANDMARKS = [[204.0162, 100.6557], [245.6715, 102.8598], [225.2782, 126.5317], [201.7197, 142.2704],
+                    [244.0143, 142.0592]]
+GOLDEN_M = [[0.875472, 0.038905, -144.98261], [-0.038905, 0.875472, -26.952948]]
+GOLDEN_CROP = [0.462228, 0.548499, 0.516239, 0.423287, 0.247475, 0.305162, 0.263740, 0.121868, 0.123248,
+               0.164448, 0.105757, -0.078753]
+
+
+def test_alignment_golden_values(batch) -> None:
+    images, aligned, _ = batch
+    points, _ = face_detector("cpu").landmarks((images[:1] * 127.5 + 128).clamp(0, 255).floor().permute(0, 2, 3, 1))
+    torch.testing.assert_close(points[0], torch.tensor(GOLDEN_LANDMARKS), atol=2e-3, rtol=0)
+    M = similarity_transform(points, REFERENCE_POINTS[None])[0]
+    torch.testing.assert_close(M, torch.tensor(GOLDEN_M), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(aligned[0, :, 56, 40:44].flatten(), torch.tensor(GOLDEN_CROP), atol=2e-4, rtol=0)
