@@ -4,13 +4,19 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The stamp names a checksum of everything the install step reads, so changing either re-installs.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# facenet-pytorch ships MTCNN's P/R/O-Net weights (the ID metric's face alignment). Its declared
+# pins (torch < 2.3, numpy < 2) are stale; its MTCNN runs on this project's torch and numpy, so it
+# is installed without its dependencies (docs/weights.md).
+NO_DEPS := facenet-pytorch==2.6.0
 
 .PHONY: install demo test test-all bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(NO_DEPS)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

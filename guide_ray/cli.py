@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "aggregate a run's per-identity results into summary tables and an HTML page",
     "manifest": "create a Parquet manifest of identities",
     "weights": "list the pretrained files a backend needs: found / missing / wrong hash",
+    "fid-stats": "FID statistics of a folder of real images (for fid.real_stats)",
 }
 
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"guide_ray.commands.{name}")
+        module = importlib.import_module(f"guide_ray.commands.{name.replace('-', '_')}")
         module.add_parser(sub, name, help_text)
     return parser
 

@@ -1,7 +1,9 @@
 """One identity, end to end, in plain PyTorch: source latent → unlearning → metrics → artifacts.
 
 `Pipeline` is what each engine worker holds (networks loaded once on its device); `guide-ray
-unlearn` uses the same pieces for a single random identity. No Ray here.
+unlearn` runs one WorkItem through the same `Pipeline.run`, so both write one format
+(artifacts/<id>/metrics.json, weights, grid, losses). Which metrics exist and what each needs
+comes from the metric registry (guide_ray.config.metrics). No Ray here.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from guide_ray import __version__
+from guide_ray.config import metrics as registry
+from guide_ray.config.base import fingerprint
 from guide_ray.config.guide import CameraConfig, GuideConfig
-from guide_ray.config.job import FID_METRICS, JobSpec, WorkItem
+from guide_ray.config.job import JobSpec, WorkItem
+from guide_ray.errors import ConfigError
 from guide_ray.guide.loop import StepHook, UnlearnResult, unlearn
 from guide_ray.metrics import fid
-from guide_ray.metrics.identity import id_similarity, render_views
-from guide_ray.models import weights as W
+from guide_ray.metrics.identity import id_metric_for, id_score, render_views
+from guide_ray.metrics.stats import FidStats, fid_plan, load_real_stats
+from guide_ray.models import weights as weight_registry
 from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
-from guide_ray.models.nets.base import IdentityEmbedder, LossNets
-from guide_ray.models.nets.factory import build_fid_extractor, build_id_metric, build_loss_nets
+from guide_ray.models.nets.base import LossNets
+from guide_ray.models.nets.factory import build_fid_extractor, build_loss_nets
 from guide_ray.utils.files import atomic_file
 from guide_ray.utils.images import save_curve, save_grid
 from guide_ray.utils.seeding import derive_seed, make_rng
@@ -37,7 +44,7 @@ GRID_VIEWS = 5
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    metrics: dict[str, float | None]      # ID, ID_others, FID_pre, delta_FID_real (None = not computed)
+    metrics: dict[str, float | None]      # registry name → value (None = not computed)
     loss_first: float
     loss_last: float
     loss_min: float
@@ -45,6 +52,7 @@ class ItemOutcome:
     artifacts: dict[str, str]             # "weights", "grid" (absolute paths under the run dir)
     stand_in: bool
     seconds: float
+    id_views_unaligned: int | None = None  # renders without an MTCNN face (None: no aligned ID metric ran)
 
 
 def load_generator(backend: str, weights_dir: Path, device: torch.device) -> TriPlaneGenerator:
@@ -54,21 +62,23 @@ def load_generator(backend: str, weights_dir: Path, device: torch.device) -> Tri
         G = build_generator("tiny")
     else:
         from guide_ray.models.eg3d.checkpoint import load_eg3d
-        G = load_eg3d(W.resolve_file(W.EG3D_PKL.name, weights_dir))
+        G = load_eg3d(weight_registry.resolve_file(weight_registry.EG3D_PKL.name, weights_dir))
     return G.to(device).eval().requires_grad_(False)
 
 
 @torch.no_grad()
-def random_source_latent(G_s: TriPlaneGenerator, seed: int) -> Tensor:
+def random_source_latent(G_s: TriPlaneGenerator, seed: int, camera: CameraConfig) -> Tensor:
     """GUIDE's Random scenario: w_u = mapping(z, c_front), z ~ N(0, I) from `seed` (drawn on the CPU,
-    so the identity does not depend on the device), psi = 1 → [1, L, C]."""
+    so the identity does not depend on the device), psi = 1 → [1, L, C]. c_front uses the
+    camera's radius and FOV, as the unlearning loop's conditioning does."""
     z = torch.randn(1, G_s.z_dim, generator=make_rng(seed, "source"))
     device = G_s.backbone.mapping.w_avg.device
-    return G_s.mapping(z.to(device), frontal_camera(1, device=device))
+    c_front = frontal_camera(1, camera.look_at_point, camera.radius, camera.fov_deg, device)
+    return G_s.mapping(z.to(device), c_front)
 
 
-def unlearn_with_progress(G_s: TriPlaneGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
-                          on_step: StepHook | None = None) -> tuple[TriPlaneGenerator, UnlearnResult]:
+def unlearn_copy(G_s: TriPlaneGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
+                 on_step: StepHook | None = None) -> tuple[TriPlaneGenerator, UnlearnResult]:
     """A fresh copy G_u of G_s unlearned towards cfg's target; randomness from `seed`."""
     G_u = copy.deepcopy(G_s)
     result = unlearn(G_u, G_s, w_u, cfg, nets, rng=make_rng(seed, "unlearn", w_u.device), on_step=on_step)
@@ -103,88 +113,143 @@ class Pipeline:
     """Everything one worker holds on its device, loaded once: G_s, loss nets, metric nets, inverter."""
 
     def __init__(self, job: JobSpec, device: str) -> None:
-        """`device` is already resolved from job.device by the engine (engine.actors.pick_device)."""
+        """`device` is already resolved from job.device (guide_ray.utils.device.pick_device)."""
         self.job = job
         self.device = torch.device(device)
-        self.weights_dir = W.resolve_weights_dir(job.model.weights_dir)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested, but CUDA is not available on this machine")
+        self.weights_dir = weight_registry.resolve_weights_dir(job.model.weights_dir)
         backend = job.model.backend
-        W.require_backend_files(backend, self.weights_dir, metrics=job.metrics)   # fail fast, all names at once
+        self.fid_plan = fid_plan(job.fid, job.metrics)
+        weight_registry.require_backend_files(          # fail fast, all names at once
+            backend, self.weights_dir, metrics=job.metrics, fid_extractors=self.fid_plan.kinds,
+            guide_real_features=self.fid_plan.guide_real_features)
         self.G_s = load_generator(backend, self.weights_dir, self.device)
         self.nets = build_loss_nets(backend, self.weights_dir, self.device)
-        wants_id = bool({"ID", "ID_others"} & set(job.metrics))
-        self.id_metric = build_id_metric(backend, self.weights_dir, self.device) if wants_id else None
-        wants_fid = bool(set(FID_METRICS) & set(job.metrics))
-        self.extractor = build_fid_extractor(backend, self.weights_dir, self.device) if wants_fid else None
-        self.pre_stats: fid.FidStats | None = None
-        self.real_stats: fid.FidStats | None = None
+        wants_id = bool(registry.needing("id_network", job.metrics))
+        self.id_metric = id_metric_for(backend, self.weights_dir, self.device) if wants_id else None
+        self.extractors = {kind: build_fid_extractor(backend, self.weights_dir, self.device, kind)
+                           for kind in self.fid_plan.kinds}
+        self.real_stats: FidStats | None = None
+        self._pre_stats: dict[str, fid.FidStats] = {}          # StatsKey fingerprint → pretrained stats
         self._encoder = None
         self.inversion_stand_in = False
 
     @property
     def stand_in(self) -> bool:
-        nets = [self.nets, self.id_metric, self.extractor]
+        nets = [self.nets, self.id_metric, *self.extractors.values()]
         return (self.job.model.backend == "tiny" or self.inversion_stand_in
                 or any(getattr(n, "stand_in", False) for n in nets))
 
     def prepare(self, cache_dir: Path) -> None:
-        """Pretrained-generator FID statistics: computed once per run, cached on disk by fingerprint."""
-        if self.extractor is None or self.pre_stats is not None:
+        """Pretrained-generator FID statistics for the job-level camera and noise (most identities use
+        them), cached on disk by fingerprint, and the real statistics."""
+        if not self.extractors:
             return
-        key = self._stats_key(fid.generator_fingerprint(self.G_s))
-        self.pre_stats = fid.StatsCache(cache_dir).get_or_compute(key, lambda: self._fid_stats(self.G_s))
-        if "delta_FID_real" in self.job.metrics:
-            self.real_stats = fid.load_real_features(W.resolve_file(W.FFHQ_FEATS.name, self.weights_dir))
+        self._pretrained_stats(self.job.guide)
+        if self.fid_plan.real is not None and self.real_stats is None:
+            path = self.job.fid.real_stats or weight_registry.resolve_file(
+                weight_registry.FFHQ_FEATS.name, self.weights_dir)
+            self.real_stats = load_real_stats(path)
 
-    def run(self, item: WorkItem, out_dir: Path) -> ItemOutcome:
-        """Unlearn `item` and write its artifacts into `out_dir` (the engine gives each attempt its own)."""
+    def run(self, item: WorkItem, out_dir: Path, on_step: StepHook | None = None) -> ItemOutcome:
+        """Unlearn `item` and write its artifacts into `out_dir` (the engine gives each attempt its own).
+
+        `on_step` sees every step (the CLI's progress bar); by default progress is logged every 50 steps.
+        """
         start = time.perf_counter()
         w_u = self.source_latent(item)
-        G_u, result = unlearn_with_progress(self.G_s, w_u, item.guide, self.nets, item.seed,
-                                            on_step=_log_every(item.identity_id, item.guide.iterations))
-        metrics = self.measure(item, G_u, w_u)
+        G_u, result = unlearn_copy(self.G_s, w_u, item.guide, self.nets, item.seed,
+                                   on_step=on_step or _log_every(item.identity_id, item.guide.iterations))
+        metrics, unaligned = self.measure(item, G_u, w_u)
         artifacts = write_artifacts(out_dir, self.G_s, G_u, result, item.guide.camera)
         totals = [p.total for p in result.losses] or [float("nan")]
-        write_json(out_dir / "metrics.json", {"identity_id": item.identity_id, "metrics": metrics, "seed": item.seed,
-                                              "stand_in": self.stand_in, "guide": item.guide.model_dump()})
-        return ItemOutcome(metrics=metrics, loss_first=totals[0], loss_last=totals[-1], loss_min=min(totals),
-                           iterations=result.steps, artifacts={k: artifacts[k] for k in ("weights", "grid")},
-                           stand_in=self.stand_in, seconds=time.perf_counter() - start)
+        outcome = ItemOutcome(metrics=metrics, loss_first=totals[0], loss_last=totals[-1], loss_min=min(totals),
+                              iterations=result.steps, artifacts={k: artifacts[k] for k in ("weights", "grid")},
+                              stand_in=self.stand_in, seconds=time.perf_counter() - start,
+                              id_views_unaligned=unaligned)
+        write_json(out_dir / "metrics.json", self._metrics_record(item, outcome, artifacts))
+        return outcome
 
     def source_latent(self, item: WorkItem) -> Tensor:
         """w_u [1, L, C]: mapping of a seeded z (random scenario) or the inversion of the source photo."""
         if item.scenario == "random":
-            return random_source_latent(self.G_s, item.seed)
+            return random_source_latent(self.G_s, item.seed, item.guide.camera)
         return self._invert(item.source, item.seed)
 
-    def measure(self, item: WorkItem, G_u: TriPlaneGenerator, w_u: Tensor) -> dict[str, float | None]:
-        metrics: dict[str, float | None] = {m: None for m in ("ID", "ID_others", "FID_pre", "delta_FID_real")}
+    def measure(self, item: WorkItem, G_u: TriPlaneGenerator, w_u: Tensor) -> tuple[dict[str, float | None], int | None]:
+        """The job's metrics (registry names → value; None where not applicable) and the count of
+        ID renders that MTCNN could not align (None when no aligned ID metric ran)."""
+        wanted = set(self.job.metrics)
+        metrics: dict[str, float | None] = dict.fromkeys(registry.METRIC_NAMES)
         camera = item.guide.camera
-        if "ID" in self.job.metrics:
-            metrics["ID"] = id_similarity(self.G_s, G_u, w_u, self.id_metric, camera)
-        if "ID_others" in self.job.metrics and item.other_images:
-            sims = [id_similarity(self.G_s, G_u, self._invert(p, item.seed), self.id_metric, camera)
-                    for p in item.other_images]
-            metrics["ID_others"] = sum(sims) / len(sims)
-        if self.extractor is not None:
-            self.prepare(self.job.fid_cache_dir)
-            unlearned = self._fid_stats(G_u)
-            if "FID_pre" in self.job.metrics:
-                metrics["FID_pre"] = fid.fid_pre(self.pre_stats, unlearned)
-            if "delta_FID_real" in self.job.metrics:
-                metrics["delta_FID_real"] = fid.delta_fid_real(self.real_stats, self.pre_stats, unlearned)
-        return metrics
+        scores = []
+        if registry.ID.name in wanted:
+            scores.append(id_score(self.G_s, G_u, w_u, self.id_metric, camera))
+            metrics[registry.ID.name] = scores[-1].similarity
+        if registry.ID_OTHERS.name in wanted and item.other_images:
+            others = [id_score(self.G_s, G_u, self._invert(p, item.seed), self.id_metric, camera)
+                      for p in item.other_images]
+            metrics[registry.ID_OTHERS.name] = sum(s.similarity for s in others) / len(others)
+            scores += others
+        if self.extractors:
+            metrics |= self._fid_metrics(item.guide, G_u, wanted)
+        counts = [s.unaligned for s in scores if s.unaligned is not None]
+        return metrics, (sum(counts) if counts else None)
 
-    def _fid_stats(self, G: TriPlaneGenerator) -> fid.FidStats:
-        s = self.job.fid
-        feats = fid.generator_features(G, s.num_samples, seed=s.seed, camera=self.job.guide.camera,
-                                       extractor=self.extractor, batch_size=s.batch_size, device=self.device,
-                                       noise_mode=self.job.guide.noise_mode)
-        return fid.FidStats.from_features(feats)
+    def _fid_metrics(self, guide: GuideConfig, G_u: TriPlaneGenerator, wanted: set[str]) -> dict[str, float]:
+        """FID_pre and ΔFID_real with the identity's effective camera and noise; one extractor per distance."""
+        self.prepare(self.job.fid_cache_dir)
+        pre = self._pretrained_stats(guide)
+        unlearned = self._stats(G_u, guide, "unlearned")
+        plan, out = self.fid_plan, {}
+        if registry.FID_PRE.name in wanted:
+            name = self.extractors[plan.pre].name
+            out[registry.FID_PRE.name] = fid.fid_pre(pre[name], unlearned[name])
+        if registry.DELTA_FID_REAL.name in wanted:
+            name = self.extractors[plan.real].name
+            out[registry.DELTA_FID_REAL.name] = fid.delta_fid_real(self.real_stats, pre[name], unlearned[name])
+        return out
 
-    def _stats_key(self, generator_id: str) -> fid.StatsKey:
+    def _pretrained_stats(self, guide: GuideConfig) -> dict[str, FidStats]:
+        """G_s's statistics per extractor name for `guide`'s camera and noise: memory, then disk, then render."""
+        generator = fid.generator_fingerprint(self.G_s)
+        keys = {e.name: self._stats_key(generator, e.name, guide) for e in self.extractors.values()}
+        cache = fid.StatsCache(self.job.fid_cache_dir)
+        missing = [n for n, k in keys.items() if fingerprint(k) not in self._pre_stats and cache.get(k) is None]
+        fresh = self._stats(self.G_s, guide, "pretrained") if missing else {}
+        for name, key in keys.items():
+            stats = cache.get_or_compute(key, lambda name=name: fresh[name])
+            self._pre_stats[fingerprint(key)] = stats
+        return {name: self._pre_stats[fingerprint(key)] for name, key in keys.items()}
+
+    def _stats(self, G: TriPlaneGenerator, guide: GuideConfig, role: fid.Role) -> dict[str, FidStats]:
         s = self.job.fid
-        return fid.StatsKey(generator=generator_id, extractor=self.extractor.name, n=s.num_samples, seed=s.seed,
-                            camera=self.job.guide.camera, batch_size=s.batch_size, noise_mode=self.job.guide.noise_mode)
+        return fid.generator_stats(G, s.num_samples, seed=s.seed, role=role, camera=guide.camera,
+                                   extractors=list(self.extractors.values()), batch_size=s.batch_size,
+                                   device=self.device, noise_mode=guide.noise_mode)
+
+    def _stats_key(self, generator_id: str, extractor: str, guide: GuideConfig) -> fid.StatsKey:
+        s = self.job.fid
+        return fid.StatsKey(generator=generator_id, extractor=extractor, n=s.num_samples, seed=s.seed,
+                            role="pretrained", camera=guide.camera, batch_size=s.batch_size,
+                            noise_mode=guide.noise_mode)
+
+    def _metrics_record(self, item: WorkItem, outcome: ItemOutcome, artifacts: dict[str, str]) -> dict:
+        """metrics.json: everything needed to read and replay one identity's result."""
+        networks = {n.name: n.stand_in for n in (self.nets.perceptual, self.nets.identity, self.id_metric,
+                                                 *self.extractors.values()) if n is not None}
+        return {
+            "identity_id": item.identity_id, "scenario": item.scenario, "variant": item.variant, "seed": item.seed,
+            "metrics": outcome.metrics, "id_views_unaligned": outcome.id_views_unaligned,
+            "losses": {"first": outcome.loss_first, "last": outcome.loss_last, "min": outcome.loss_min},
+            "iterations": outcome.iterations, "seconds": round(outcome.seconds, 2), "device": str(self.device),
+            "backend": self.job.model.backend, "guide": item.guide.model_dump(mode="json"),
+            "fid": self.job.fid.model_dump(mode="json"),
+            "seeds": {"seed": item.seed, "source": derive_seed(item.seed, "source"),
+                      "unlearn": derive_seed(item.seed, "unlearn")},
+            "networks": networks, "stand_in": outcome.stand_in, "artifacts": artifacts, "version": __version__,
+        }
 
     def _invert(self, path: str, seed: int) -> Tensor:
         from guide_ray.guide.inversion import load_face_image
@@ -202,7 +267,8 @@ class Pipeline:
                                       lr=spec.projection_lr, seed=derive_seed(seed, "invert"))
         if self._encoder is None:  # loaded once per worker
             from guide_ray.models.goae.load import load_goae_encoder
-            self._encoder = load_goae_encoder(W.resolve_file(W.GOAE_ENCODER.name, self.weights_dir), self.device)
+            path = weight_registry.resolve_file(weight_registry.GOAE_ENCODER.name, self.weights_dir)
+            self._encoder = load_goae_encoder(path, self.device)
         generator = make_rng(seed, "invert", self.device) if spec.goae_train_mode else None
         return GoaeInverter(self._encoder, self.G_s.backbone.mapping.w_avg, train_mode=spec.goae_train_mode,
                             generator=generator)

@@ -54,6 +54,9 @@ def test_photo_identity_end_to_end(pipeline, tmp_path):
     assert Path(outcome.artifacts["grid"]).stat().st_size > 0
     record = json.loads((Path(outcome.artifacts["grid"]).parent / "metrics.json").read_text())
     assert record["seed"] == 5 and record["stand_in"] is True and record["metrics"]["ID"] == outcome.metrics["ID"]
+    from test_unlearn_command import RECORD_KEYS
+    assert set(record) == RECORD_KEYS                             # `guide-ray unlearn` writes the same format
+    assert outcome.id_views_unaligned is None                     # tiny: stand-in embedder, no MTCNN
     # the pretrained FID statistics were computed once and cached on disk
     assert list(pipeline.job.fid_cache_dir.rglob("*.npz"))
 
@@ -68,3 +71,19 @@ def test_unreadable_photo_is_a_clear_error(pipeline, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(BadImage, match="broken.png"):
         pipeline.run(_item(tmp_path, source=str(tmp_path / "broken.png")), tmp_path / "c")
+
+
+def test_fid_renders_use_the_identitys_effective_camera(pipeline, tmp_path):
+    """An identity whose config changes the camera gets pretrained statistics for that camera, not the job's."""
+    from guide_ray.config.guide import CameraConfig
+
+    cache = pipeline.job.fid_cache_dir
+    pipeline.prepare(cache)
+    before = set(cache.rglob("*.npz"))
+    guide = GuideConfig(iterations=1, camera=CameraConfig(radius=2.5, fov_deg=20.0))
+    outcome = pipeline.run(_item(tmp_path, identity_id="camera-1", guide=guide), tmp_path / "camera-1")
+    new = set(cache.rglob("*.npz")) - before
+    assert len(new) == 1 and np.isfinite(outcome.metrics["FID_pre"])
+
+    key = json.loads(str(np.load(next(iter(new)), allow_pickle=False)["key"]))
+    assert key["camera"]["radius"] == 2.5 and key["camera"]["fov_deg"] == 20.0 and key["role"] == "pretrained"

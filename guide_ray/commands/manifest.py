@@ -2,6 +2,7 @@
 
 `random --n N --seed S` makes ids random-0000… with per-row seeds derived from S;
 `folder DIR` makes one identity per sub-folder (sorted images: first = source, rest = other images).
+`--variants A B` repeats every identity once per variant (ids `<id>.<variant>`, one seed).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
     rand.add_argument("--n", type=int, required=True, help="number of identities")
     rand.add_argument("--seed", type=int, default=0, help="manifest seed (per-row seeds are derived)")
     rand.add_argument("-o", "--output", type=Path, required=True, help="manifest to write (.parquet)")
+    rand.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
+                      help="every identity once per variant (e.g. baseline guide): the rows of the paper's tables")
     folder = kinds.add_parser("folder", help="one identity per sub-folder of photos")
     folder.add_argument("root", type=Path, help="folder with one sub-folder per person")
     folder.add_argument("--scenario", default="custom", choices=["ffhq", "celebahq", "custom"])
     folder.add_argument("--seed", type=int, default=0, help="manifest seed (per-row seeds are derived)")
     folder.add_argument("-o", "--output", type=Path, required=True, help="manifest to write (.parquet)")
+    folder.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
+                        help="every identity once per variant (e.g. baseline guide): the rows of the paper's tables")
     parser.set_defaults(handler=main)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
-    from guide_ray.config.manifest import folder_rows, random_rows, write_manifest
+    from guide_ray.config.manifest import folder_rows, random_rows, with_variants, write_manifest
     from guide_ray.errors import ConfigError
 
     if args.seed < 0:
@@ -36,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
         rows = random_rows(args.n, args.seed)
     else:
         rows = folder_rows(args.root, args.output.resolve().parent, args.scenario, args.seed)
+    rows = with_variants(rows, args.variants)
     path = write_manifest(rows, args.output)
     print(f"wrote {len(rows)} identities to {path}")
     return 0

@@ -1,7 +1,9 @@
 """`guide-ray unlearn`: unlearn one Random identity with the pure-PyTorch core (no Ray).
 
-w_u = mapping(z) with z drawn from --seed; writes the unlearned synthesis weights, source /
-target / unlearned renders, the loss curve and a metrics JSON with the full config and seeds.
+w_u = mapping(z) with z drawn from --seed. The identity runs as one WorkItem through the same
+`Pipeline.run` as a batch worker, so OUT/artifacts/<identity_id>/ holds exactly what a batch run
+writes: the unlearned synthesis weights, source / target / unlearned renders, the loss curve and
+metrics.json with the full config and seeds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (created; existing results are refused)")
     p.add_argument("--weights", help="weights directory (default $GUIDE_RAY_WEIGHTS or ./weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
+                   help="metrics to compute (default: ID); see guide_ray/config/metrics.py")
     p.set_defaults(handler=main)
 
 
@@ -49,9 +53,9 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
 def build_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
-    from guide_ray.config.guide import GuideConfig, apply_overrides
     from guide_ray.config.base import describe_validation_error
-    from guide_ray.guide.variants import apply_variant
+    from guide_ray.config.guide import GuideConfig, apply_overrides
+    from guide_ray.config.variants import apply_variant
 
     overrides = parse_overrides(args.overrides)
     if args.iterations is not None:
@@ -78,44 +82,70 @@ def check_out(out: Path) -> None:
         raise ConfigError(f"--out {out} is not a writable folder: {exc.strerror or exc}") from None
 
 
+def build_job(args: argparse.Namespace, cfg):
+    """The one-identity job: backend, weights, metrics and config of the command line."""
+    from pydantic import ValidationError
+
+    from guide_ray.config.base import describe_validation_error
+    from guide_ray.config.job import JobSpec
+    from guide_ray.config.metrics import ID
+
+    spec = {"name": "unlearn", "manifest": {"generate": "random", "n": 1, "seed": args.seed},
+            "model": {"backend": args.backend, "weights_dir": args.weights}, "variant": args.variant,
+            "guide": cfg.model_dump(), "metrics": args.metrics or [ID.name], "output_dir": str(args.out),
+            "device": args.device}
+    try:
+        return JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid unlearn options: {describe_validation_error(exc)}") from None
+
+
+def identity_id(seed: int) -> str:
+    return f"random-seed{seed}"
+
+
 def main(args: argparse.Namespace) -> int:
-    check_out(args.out)
     cfg = build_config(args)                      # validated before any torch import
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    if (args.out / "metrics.json").exists():
-        raise ConfigError(f"{args.out} already holds a finished run (metrics.json); choose another --out")
-    from guide_ray.models import weights as W
-    weights_dir = W.resolve_weights_dir(args.weights)
-    W.require_backend_files(args.backend, weights_dir, metrics=["ID"])
+    from guide_ray.store.artifacts import artifact_dir
+
+    finished = artifact_dir(args.out, identity_id(args.seed)) / "metrics.json"
+    if finished.exists():
+        raise ConfigError(f"{args.out} already holds a finished run ({finished}); choose another --out")
+    job = build_job(args, cfg)
+    check_out(args.out)
+    from guide_ray.models import weights as weight_registry
+    weight_registry.require_backend_files(args.backend, weight_registry.resolve_weights_dir(args.weights),
+                                          metrics=job.metrics)
     try:
-        return _run(args, cfg, weights_dir)
+        return _run(job, args.seed)
     except FloatingPointError as exc:  # guide.loop stops at the first non-finite loss
         raise GuideRayError(f"unlearning diverged: {exc}; nothing was saved. Lower the learning rate "
                             "(--set lr=...) or check the --set overrides") from None
 
 
-def _run(args: argparse.Namespace, cfg, weights_dir: Path) -> int:
-    import torch
+def _run(job, seed: int) -> int:
+    """One WorkItem through the batch pipeline (guide_ray.pipeline.Pipeline.run), with a progress bar."""
     from tqdm import tqdm
 
     from guide_ray import __version__
-    from guide_ray.metrics.identity import id_similarity
-    from guide_ray.models.nets.factory import build_id_metric, build_loss_nets
-    from guide_ray.pipeline import load_generator, random_source_latent, unlearn_with_progress, write_artifacts, write_json
-    from guide_ray.utils.seeding import derive_seed
+    from guide_ray.config.job import WorkItem
+    from guide_ray.config.manifest import ManifestRow
+    from guide_ray.config.metrics import BY_NAME
+    from guide_ray.pipeline import Pipeline
+    from guide_ray.store.artifacts import artifact_dir
+    from guide_ray.store.runkey import item_run_key, job_key
+    from guide_ray.utils.device import pick_device
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but CUDA is not available on this machine")
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-    G_s = load_generator(args.backend, weights_dir, device)
-    nets = build_loss_nets(args.backend, weights_dir, device)
-    id_metric = build_id_metric(args.backend, weights_dir, device)
-    w_u = random_source_latent(G_s, args.seed)
-    bar = tqdm(total=cfg.iterations, desc="unlearning", unit="step")
+    row = ManifestRow(identity_id=identity_id(seed), scenario="random", seed=seed)
+    run_key = item_run_key(job_key(job, f"{job.model.backend}:unlearn-cli", __version__), row, job.variant,
+                           job.guide)
+    item = WorkItem(identity_id=row.identity_id, scenario="random", source="", seed=seed, variant=job.variant,
+                    guide=job.guide, run_key=run_key)
+    pipeline = Pipeline(job, pick_device(job.device))
+    out_dir = artifact_dir(job.run_dir, item.identity_id)
+    bar = tqdm(total=job.guide.iterations, desc="unlearning", unit="step")
 
     def progress(step, parts) -> bool:
         bar.update(1)
@@ -123,25 +153,14 @@ def _run(args: argparse.Namespace, cfg, weights_dir: Path) -> int:
         return False
 
     try:
-        G_u, result = unlearn_with_progress(G_s, w_u, cfg, nets, args.seed, on_step=progress)
+        outcome = pipeline.run(item, out_dir, on_step=progress)
     finally:
         bar.close()  # before any error message, so it gets a line of its own
-    id_sim = id_similarity(G_s, G_u, w_u, id_metric, cfg.camera)
-    artifacts = write_artifacts(args.out, G_s, G_u, result, cfg.camera)
-    stand_ins = {n.name: n.stand_in for n in (nets.perceptual, nets.identity, id_metric)}
-    payload = {
-        "identity": {"scenario": "random", "seed": args.seed},
-        "metrics": {"ID": id_sim, "ID_views": 11},
-        "losses": {"first": result.losses[0].total if result.losses else None,
-                   "last": result.losses[-1].total if result.losses else None},
-        "iterations": result.steps, "seconds": round(result.seconds, 2), "device": str(device),
-        "backend": args.backend, "variant": args.variant, "config": cfg.model_dump(mode="json"),
-        "seeds": {"seed": args.seed, "source": derive_seed(args.seed, "source"),
-                  "unlearn": derive_seed(args.seed, "unlearn")},
-        "networks": stand_ins, "stand_in": args.backend == "tiny" or any(stand_ins.values()),
-        "artifacts": artifacts, "version": __version__,
-    }
-    write_json(args.out / "metrics.json", payload)
-    label = " (STAND-IN networks: numbers are not comparable with the paper)" if payload["stand_in"] else ""
-    print(f"ID similarity before/after: {id_sim:.4f}{label}\nwrote {args.out}")
+    label = " (STAND-IN networks: numbers are not comparable with the paper)" if outcome.stand_in else ""
+    for name in job.metrics:
+        value = outcome.metrics.get(name)
+        print(f"{name}: {'–' if value is None else f'{value:.{BY_NAME[name].decimals}f}'}{label}")
+    if outcome.id_views_unaligned:
+        print(f"{outcome.id_views_unaligned} ID render(s) had no detectable face (ID-loss crop used)")
+    print(f"wrote {out_dir}")
     return 0

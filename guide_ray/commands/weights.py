@@ -27,7 +27,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from guide_ray.errors import ConfigError
-    from guide_ray.models import weights as W
+    from guide_ray.models import weights as weight_registry
 
     if args.convert is not None:
         if args.output is None:
@@ -35,9 +35,9 @@ def main(args: argparse.Namespace) -> int:
         from guide_ray.models.eg3d.checkpoint import convert_pickle
         print(f"wrote {convert_pickle(args.convert, args.output)}")
         return 0
-    needed = W.needed_files(args.backend, metrics=_names(args.metrics), scenarios=_names(args.scenarios))
-    statuses = W.check_weights(W.resolve_weights_dir(args.dir or args.weights))
-    print(W.format_weights_report(statuses))
+    needed = weight_registry.needed_files(args.backend, metrics=_names(args.metrics), scenarios=_names(args.scenarios))
+    statuses = weight_registry.check_weights(weight_registry.resolve_weights_dir(args.dir or args.weights))
+    print(weight_registry.format_weights_report(statuses))
     blocking = [s for s in statuses if s.status in ("missing", "wrong-hash")
                 and (s.file in needed or s.status == "wrong-hash")]
     if blocking:

@@ -1,7 +1,7 @@
 """GuideConfig: every switch of the GUIDE unlearning loop, with the official defaults.
 
 Defaults follow the released `unlearn.py` (KHU-AGI/GUIDE); see docs/design.md for the facts and
-`guide_ray.guide.variants` for the named rows of the paper's tables.
+`guide_ray.config.variants` for the named rows of the paper's tables.
 """
 
 from __future__ import annotations

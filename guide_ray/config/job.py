@@ -19,10 +19,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig, apply_overrides
 from guide_ray.config.manifest import ManifestRow, Scenario, resolve_media
+from guide_ray.config.metrics import DEFAULT_METRICS, METRIC_NAMES, METRICS
+from guide_ray.config.variants import apply_variant
 from guide_ray.errors import ConfigError
 
-Metric = Literal["ID", "ID_others", "FID_pre", "delta_FID_real"]
-FID_METRICS: tuple[Metric, ...] = ("FID_pre", "delta_FID_real")
+Metric = Literal[METRIC_NAMES]  # type: ignore[valid-type]  # the registry's names, validated by pydantic
+FID_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if "samples" in m.needs)
+FidExtractor = Literal["pytorch-fid", "clean-fid"]
 Backend = Literal["tiny", "eg3d-ffhq512-128"]
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -68,14 +71,27 @@ class GeneratedManifest(StrictModel):
     generate: Literal["random"] = Field(description="only 'random' for now: ids random-0000…, seeds from `seed`")
     n: int = Field(ge=1, le=100_000, description="number of identities")
     seed: int = Field(0, ge=0, description="manifest seed; per-row seeds are derived from it")
+    variants: tuple[str, ...] = Field(
+        (), description="run every identity once per variant (ids random-0000.<variant>); () = the job's variant")
 
 
 class FidSpec(StrictModel):
-    """Sample settings of FID_pre / ΔFID_real (GUIDE's evaluate_fid.py: 5000 samples, batch 50, seed 0)."""
+    """Settings of FID_pre / ΔFID_real (GUIDE's evaluate_fid.py: 5000 samples, batch 50, seed 0).
+
+    Every FID compares features from one extractor: ΔFID_real uses the extractor that produced the
+    real statistics (recorded with them); FID_pre uses `extractor`, by default the same one, so a
+    table uses one extractor throughout.
+    """
 
     num_samples: int = Field(5000, ge=2, description="generated images per FID set")
     seed: int = Field(0, ge=0, description="seed of the sampled latents and cameras")
     batch_size: int = Field(50, ge=1, description="render batch")
+    real_stats: str | None = Field(
+        None, description="real-image statistics from `guide-ray fid-stats` (relative to the YAML); None = GUIDE's "
+        "ffhq_real_feat.npy from the weights folder (pytorch-fid features)")
+    extractor: FidExtractor | None = Field(
+        None, description="Inception port of FID_pre: 'pytorch-fid' (GUIDE's) or 'clean-fid'; None = the real "
+        "statistics' extractor")
 
 
 class Resources(StrictModel):
@@ -100,9 +116,10 @@ class JobSpec(StrictModel):
     name: str = Field(pattern=JOB_NAME_PATTERN, description="job name; used in actor and submission names")
     manifest: str | GeneratedManifest = Field(description="Parquet manifest path (relative to the YAML) or a generator")
     model: ModelSpec = ModelSpec()
-    variant: str = Field("guide", description="default GUIDE variant (guide_ray.guide.variants); rows may override")
+    variant: str = Field("guide", description="default GUIDE variant (guide_ray.config.variants); rows may override")
     guide: GuideConfig = Field(GuideConfig(), description="base hyperparameters before variant and row overrides")
-    metrics: tuple[Metric, ...] = Field(("ID", "ID_others"), description="metrics computed per identity")
+    metrics: tuple[Metric, ...] = Field(DEFAULT_METRICS, description="metrics computed per identity "
+                                        "(guide_ray.config.metrics)")
     fid: FidSpec = FidSpec()
     output_dir: str = Field(description="the run folder RUN (relative to the YAML); results, artifacts, tables")
     cache_dir: str | None = Field(None, description="pretrained FID statistics cache; default RUN/cache")
@@ -158,6 +175,8 @@ def load_job(path: Path) -> JobSpec:
     for key in ("manifest", "output_dir", "cache_dir"):
         if isinstance(raw.get(key), str):
             raw[key] = str((base / raw[key]).resolve())
+    if isinstance(raw.get("fid"), dict) and isinstance(raw["fid"].get("real_stats"), str):
+        raw["fid"] = {**raw["fid"], "real_stats": str((base / raw["fid"]["real_stats"]).resolve())}
     if isinstance(raw.get("model"), dict) and isinstance(raw["model"].get("weights_dir"), str):
         raw["model"] = {**raw["model"], "weights_dir": str((base / raw["model"]["weights_dir"]).resolve())}
     try:
@@ -174,11 +193,10 @@ def load_job(path: Path) -> JobSpec:
 def effective_guide(job: JobSpec, variant: str, overrides: dict[str, object]) -> GuideConfig:
     """job.guide with `variant`'s switches, then dotted `overrides`; every step re-validated.
 
-    Raises ConfigError (unknown variant, with a did-you-mean) or ValueError/ValidationError
-    (bad override key or value), which the caller turns into a row error.
+    Raises ConfigError (unknown variant, with a did-you-mean; or a variant that would overwrite
+    a setting the job sets explicitly) or ValueError/ValidationError (bad override key or value),
+    which the caller turns into a row error.
     """
-    from guide_ray.guide.variants import apply_variant  # kept lazy: guide/ may grow torch imports
-
     cfg = apply_variant(job.guide, variant)
     return apply_overrides(cfg, overrides) if overrides else cfg
 
@@ -201,7 +219,7 @@ def make_work_item(
 
 def with_output_dir(job: JobSpec, output_dir: Path) -> JobSpec:
     """`job` writing to another run folder (re-validated). The folder is not part of any run_key."""
-    return JobSpec.model_validate({**job.model_dump(), "output_dir": str(output_dir)})
+    return JobSpec.model_validate({**job.model_dump(exclude_unset=True), "output_dir": str(output_dir)})
 
 
 def reference_markdown() -> str:

@@ -14,8 +14,8 @@ relative to the manifest's folder. No torch, no ray.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError, model_validator
 from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.errors import ConfigError, ManifestRowError
 from guide_ray.utils.files import atomic_file
+from guide_ray.utils.seeding import derive_seed
 
 Scenario = Literal["random", "ffhq", "celebahq", "custom"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
@@ -100,12 +101,6 @@ def resolve_media(value: str, base: Path) -> str:
         scheme, _, rest = value.partition("://")
         return unquote(urlsplit(value).path) if scheme.lower() == "file" and rest.startswith("/") else value
     return str((base / value).resolve())
-
-
-def derive_seed(seed: int, key: str) -> int:
-    """A per-row seed from the manifest seed and the row's key; stable under reordering."""
-    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def read_manifest(path: Path) -> ManifestRead:
@@ -245,6 +240,17 @@ def random_rows(n: int, seed: int) -> list[ManifestRow]:
     width = max(4, len(str(n - 1)))
     ids = [f"random-{i:0{width}d}" for i in range(n)]
     return [ManifestRow(identity_id=i, scenario="random", seed=derive_seed(seed, i)) for i in ids]
+
+
+def with_variants(rows: list[ManifestRow], variants: Sequence[str]) -> list[ManifestRow]:
+    """Each row once per variant (ids `<id>.<variant>`, '+' spelt '_'), same seed and photos, so
+    every variant (a row of the paper's tables) unlearns the same identities. No variants: `rows`."""
+    if not variants:
+        return rows
+    if len(set(variants)) != len(variants):
+        raise ConfigError(f"variants listed twice: {list(variants)}")
+    return [row.model_copy(update={"identity_id": f"{row.identity_id}.{v.replace('+', '_')}", "variant": v})
+            for row in rows for v in variants]
 
 
 def folder_rows(root: Path, manifest_dir: Path, scenario: Scenario, seed: int) -> list[ManifestRow]:

@@ -18,6 +18,7 @@ from ray.actor import ActorHandle
 
 from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.engine.worker import IdentityWorker, PipelineFactory, Placement
+from guide_ray.utils.device import pick_device
 
 MAX_RESTARTS = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,21 +47,6 @@ class ActorWorker(IdentityWorker):
                               gpu_ids=gpu_ids)
         _log_to_file(job, name)
         super().__init__(job, job_key, placement, pipeline_factory)
-
-
-def pick_device(requested: str, gpu_ids: tuple[str, ...]) -> str:
-    """'cpu' / 'cuda:0' for this actor. Ray sets CUDA_VISIBLE_DEVICES, so its first GPU is cuda:0.
-
-    'auto' falls back to the CPU when the GPUs are only logical (a CPU-only test cluster).
-    'cuda' is passed through even without CUDA: the pipeline then fails in `ready()` with torch's error.
-    """
-    if requested == "cpu" or (requested == "auto" and not gpu_ids):
-        return "cpu"
-    if requested == "cuda":
-        return "cuda:0"
-    import torch  # only actors that were given a GPU pay for this import
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def _log_to_file(job: JobSpec, name: str) -> None:

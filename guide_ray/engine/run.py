@@ -29,11 +29,20 @@ from ray.exceptions import RayError, RayTaskError, UnserializableException
 
 from guide_ray import __version__
 from guide_ray.config.base import describe_validation_error, fingerprint
-from guide_ray.config.job import GeneratedManifest, JobSpec, ModelSpec, WorkItem, effective_guide, make_work_item
+from guide_ray.config.job import (
+    FidSpec,
+    GeneratedManifest,
+    JobSpec,
+    ModelSpec,
+    WorkItem,
+    effective_guide,
+    make_work_item,
+)
 from guide_ray.config.manifest import (
     ManifestRead,
     random_rows,
     read_manifest,
+    with_variants,
     write_manifest,
 )
 from guide_ray.engine import actors, cluster
@@ -101,22 +110,30 @@ class RunSummary:
         return self.failed == 0 and self.invalid_rows == 0
 
 
-def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str]) -> WeightsKey:
+def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str], fid: FidSpec) -> WeightsKey:
     """sha256s of the weight files a job reads, split by who depends on them (see WeightsKey).
 
-    The model zoo (guide_ray.models.weights) knows which files a backend, its metrics and
-    photo inversion read; a missing or corrupt file fails here, before any Ray work.
+    The model zoo (guide_ray.models.weights) knows which files a backend, its metrics (with the
+    FID extractors of `fid`) and photo inversion read; a missing or corrupt file fails here,
+    before any Ray work. A job's own real-image statistics (fid.real_stats) count as a core file.
     """
+    from guide_ray.metrics.stats import fid_plan
     from guide_ray.models import weights as zoo
 
     weights_dir = Path(model.weights_dir) if model.weights_dir else zoo.resolve_weights_dir()
-    core = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics)
+    plan = fid_plan(fid, metrics)
+    core = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics, fid_extractors=plan.kinds,
+                                     guide_real_features=plan.guide_real_features)
+    if plan.real is not None and fid.real_stats:
+        core = {**core, "fid.real_stats": Path(fid.real_stats)}
     encoder_fp = None
     if scenarios & INVERSION_SCENARIOS:
         encoder_files: dict[str, Path] = {}
         if model.inversion.resolved_method(model.backend) == "goae":
             with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
-                                                     scenarios=sorted(scenarios & INVERSION_SCENARIOS))
+                                                     scenarios=sorted(scenarios & INVERSION_SCENARIOS),
+                                                     fid_extractors=plan.kinds,
+                                                     guide_real_features=plan.guide_real_features)
             encoder_files = {k: v for k, v in with_encoder.items() if k not in core}
         # photo identities also depend on how they are inverted
         encoder_fp = fingerprint({"files": _digest(model.backend, encoder_files),
@@ -135,7 +152,8 @@ def _digest(backend: str, files: dict[str, Path]) -> str:
 def resolve_manifest(job: JobSpec) -> Path:
     """The manifest's path; a generated manifest is (re)written to RUN/manifest.parquet first."""
     if isinstance(job.manifest, GeneratedManifest):
-        return write_manifest(random_rows(job.manifest.n, job.manifest.seed), job.run_dir / "manifest.parquet")
+        rows = with_variants(random_rows(job.manifest.n, job.manifest.seed), job.manifest.variants)
+        return write_manifest(rows, job.run_dir / "manifest.parquet")
     return Path(job.manifest)
 
 
@@ -143,7 +161,7 @@ def plan(job: JobSpec, options: RunOptions) -> Plan:
     """Items to run and rows to keep; raises ConfigError on stale rows unless `replace_stale`,
     WeightsMissing/WeightsInvalid when a weight file the job reads is absent or corrupt."""
     read = read_manifest(resolve_manifest(job))
-    wkey = weights_key(job.model, job.metrics, {row.scenario for _, row in read.rows})
+    wkey = weights_key(job.model, job.metrics, {row.scenario for _, row in read.rows}, job.fid)
     result = Plan(job_key=job_key(job, wkey.core, __version__), weights=wkey, errors=list(read.errors))
     items = _build_items(job, read, result)
     limit = options.limit or job.limit

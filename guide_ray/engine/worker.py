@@ -40,6 +40,7 @@ class Outcome(Protocol):
     artifacts: dict[str, str]
     stand_in: bool
     seconds: float
+    id_views_unaligned: int | None
 
 
 class PipelineLike(Protocol):
@@ -151,7 +152,8 @@ class IdentityWorker:
         return ResultRow(
             **_item_fields(item), status="ok", **{m: outcome.metrics.get(m) for m in METRIC_COLUMNS},
             loss_first=outcome.loss_first, loss_last=outcome.loss_last, loss_min=outcome.loss_min,
-            iterations=outcome.iterations, seconds=seconds, worker=self.placement.worker,
+            iterations=outcome.iterations, id_views_unaligned=outcome.id_views_unaligned,
+            seconds=seconds, worker=self.placement.worker,
             node=self.placement.node, device=self.placement.label, stand_in=outcome.stand_in,
             job_key=self.job_key, code_version=__version__,
             artifact_weights=paths.get("weights"), artifact_grid=paths.get("grid"), finished_at=utc_now(),

@@ -7,7 +7,7 @@ from typing import Any
 __all__ = ["ufo_target", "average_target", "unlearn"]
 
 
-def __getattr__(name: str) -> Any:  # lazy, so `import guide_ray.guide.variants` needs no torch
+def __getattr__(name: str) -> Any:  # lazy: importing the package pulls in no torch
     if name in ("ufo_target", "average_target"):
         from guide_ray.guide import targets
         return getattr(targets, name)

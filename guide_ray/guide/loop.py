@@ -61,7 +61,8 @@ def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, c
     w_u = w_u.detach()
     w_avg = G_s.w_avg                                            # [C] (EG3D) or [L, C] (pSp)
     w_t = make_target(cfg, w_u, w_avg).detach()                  # [1, L, C]
-    c_front = frontal_camera(1, device=w_u.device)               # conditions EG3D's mapping; 2D ignores it
+    cam = cfg.camera                                             # the frontal pose conditions EG3D's mapping (2D ignores it)
+    c_front = frontal_camera(1, cam.look_at_point, cam.radius, cam.fov_deg, w_u.device)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     result = UnlearnResult(w_u=w_u, w_t=w_t)
     start = time.perf_counter()

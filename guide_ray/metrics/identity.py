@@ -2,22 +2,71 @@
 
 As in GUIDE's evaluation: 11 views, yaw linspace(−pi/12, pi/12), pitch pi/2 − 0.2, images
 quantised to 8 bits as the saved PNGs are, one embedder for both renders. Lower = forgotten.
+On real weights every render is MTCNN-aligned first (`AlignedIdentity`, GUIDE's IDSimNet); a
+render without a detected face falls back to the ID-loss crop and is counted (`IdScore.unaligned`),
+where GUIDE's code would crash. The tiny world's stand-in embedder takes the renders as they are.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from guide_ray.config.guide import CameraConfig
+from guide_ray.metrics.align import align_faces
 from guide_ray.models.eg3d.camera import yaw_pitch_cameras
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import IdentityEmbedder
+from guide_ray.models.nets.factory import build_id_metric
+from guide_ray.models.nets.identity import idloss_crop
 from guide_ray.utils.images import dequantize, quantize_like_png
 
 N_VIEWS = 11
+
+
+class AlignedIdentity:
+    """GUIDE's ID-metric protocol: MTCNN-align each image onto 112×112, then embed (crop="none")."""
+
+    def __init__(self, embedder: IdentityEmbedder) -> None:
+        self.embedder = embedder
+        self.name = f"{embedder.name.split(':')[0]}:mtcnn-aligned"
+        self.stand_in = embedder.stand_in
+
+    def embed(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images [B, 3, H, W] in [-1, 1] → (embeddings [B, D], found [B] bool); no face → ID-loss crop."""
+        aligned, found = align_faces(images)
+        faces = torch.where(found[:, None, None, None], aligned, idloss_crop(images, aligned.shape[-1]))
+        return self.embedder(faces), found
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.embed(images)[0]
+
+
+IdMetric = AlignedIdentity | IdentityEmbedder
+
+
+def id_metric_for(backend: str, weights_dir: Path | str, device: torch.device | str) -> IdMetric:
+    """The ID / ID_others metric of a backend: aligned CurricularFace on real weights, the stand-in on tiny."""
+    if backend == "tiny":
+        return build_id_metric(backend, weights_dir, device)
+    return AlignedIdentity(build_id_metric(backend, weights_dir, device, crop="none"))
+
+
+@dataclass(frozen=True)
+class IdScore:
+    similarity: float          # mean cosine over the views
+    unaligned: int | None      # renders (before and after each count) without a detected face; None = no alignment
+
+
+def _embed(metric: IdMetric, images: Tensor) -> tuple[Tensor, int | None]:
+    if isinstance(metric, AlignedIdentity):
+        emb, found = metric.embed(images)
+        return emb, int((~found).sum())
+    return metric(images), None
 
 
 @torch.no_grad()
@@ -34,9 +83,17 @@ def render_views(G: TriPlaneGenerator, w: Tensor, camera: CameraConfig, n_views:
 
 
 @torch.no_grad()
-def id_similarity(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor,
-                  embedder: IdentityEmbedder, camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> float:
+def id_score(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor, metric: IdMetric,
+             camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> IdScore:
     """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over the sweep."""
     before = dequantize(quantize_like_png(render_views(G_before, w, camera, n_views, seed)))
     after = dequantize(quantize_like_png(render_views(G_after, w, camera, n_views, seed)))
-    return float((embedder(before) * embedder(after)).sum(dim=1).mean())
+    (e_before, miss_before), (e_after, miss_after) = _embed(metric, before), _embed(metric, after)
+    unaligned = None if miss_before is None else miss_before + miss_after
+    return IdScore(float((e_before * e_after).sum(dim=1).mean()), unaligned)
+
+
+def id_similarity(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor, metric: IdMetric,
+                  camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> float:
+    """`id_score`'s similarity alone."""
+    return id_score(G_before, G_after, w, metric, camera, n_views, seed).similarity

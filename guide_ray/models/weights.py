@@ -12,15 +12,15 @@ Pure stdlib (no torch, no ray): safe to import from the CLI.
 from __future__ import annotations
 
 import difflib
-import functools
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from guide_ray.config.metrics import METRIC_NAMES, metric
 from guide_ray.errors import ConfigError, WeightsInvalid, WeightsMissing
+from guide_ray.utils.files import file_sha256
 
 ENV_VAR = "GUIDE_RAY_WEIGHTS"
 DEFAULT_DIR = "weights"
@@ -28,8 +28,8 @@ DEFAULT_DIR = "weights"
 Backend = Literal["tiny", "eg3d-ffhq512-128"]
 BACKENDS: tuple[str, ...] = ("tiny", "eg3d-ffhq512-128")
 SCENARIOS: tuple[str, ...] = ("random", "ffhq", "celebahq", "custom")  # manifest scenarios; all but random invert a photo
-METRICS: tuple[str, ...] = ("ID", "ID_others", "FID_pre", "delta_FID_real")
 IdMetricKind = Literal["curricularface", "insightface", "irse50"]
+FidExtractorKind = Literal["pytorch-fid", "clean-fid"]
 Status = Literal["ok", "found", "missing", "wrong-hash"]
 
 GUIDE_DRIVE = "https://drive.google.com/drive/folders/1tl7zLPZgwOpa6xWmRsjz7LMrysfSbh_8"
@@ -47,6 +47,12 @@ class WeightFile:
     hash_source: str          # why that digest can be trusted, or NOT_PUBLISHED
     needed_by: str            # backends / commands / metrics, for humans
     optional: bool = False    # never required by any command
+    sha256_prefix: str | None = None  # published hash prefix (torch.hub file-name rule) when no full digest is
+
+    @property
+    def published_hash(self) -> str | None:
+        """The full digest, else the prefix: what a file must match."""
+        return self.sha256 or self.sha256_prefix
 
     @property
     def how_to_get(self) -> str:
@@ -103,12 +109,22 @@ INCEPTION = WeightFile(
     "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
     "pinned for this URL by crowsonkb/k-diffusion (k_diffusion/evaluation.py) and other public projects; "
     "NVIDIA publishes none",
-    "eg3d-ffhq512-128: metrics FID_pre, delta_FID_real",
+    "eg3d-ffhq512-128: FID metrics with fid.extractor clean-fid; guide-ray fid-stats --extractor clean-fid",
+)
+PT_INCEPTION = WeightFile(
+    "pt_inception-2015-12-05-6726825d.pth",
+    "pytorch-fid's port of TF Inception-v3 (FID weights, a plain state_dict), the extractor of GUIDE's "
+    "evaluate_fid.py and of ffhq_real_feat.npy",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    None, "pytorch-fid publishes the sha256 prefix 6726825d in the file name (torch.hub's hash-prefix rule)",
+    "eg3d-ffhq512-128: metrics FID_pre, delta_FID_real (default extractor); guide-ray fid-stats",
+    sha256_prefix="6726825d",
 )
 FFHQ_FEATS = WeightFile(
     "ffhq_real_feat.npy",
     "GUIDE's Inception features of real FFHQ images, an N x 2048 matrix (pytorch-fid extractor)",
-    GUIDE_DRIVE, None, NOT_PUBLISHED, "eg3d-ffhq512-128: metric delta_FID_real",
+    GUIDE_DRIVE, None, NOT_PUBLISHED,
+    "eg3d-ffhq512-128: metric delta_FID_real (unless fid.real_stats names a guide-ray fid-stats file)",
 )
 INSIGHTFACE_ARCFACE = WeightFile(
     "w600k_r50.onnx",
@@ -126,20 +142,19 @@ PSP_FFHQ_ENCODE = WeightFile(
 )
 
 WEIGHT_FILES: tuple[WeightFile, ...] = (
-    EG3D_PKL, W_AVG, IR_SE50, CURRICULARFACE, GOAE_ENCODER, VGG16, INCEPTION, FFHQ_FEATS, INSIGHTFACE_ARCFACE,
-    PSP_FFHQ_ENCODE,
+    EG3D_PKL, W_AVG, IR_SE50, CURRICULARFACE, GOAE_ENCODER, VGG16, PT_INCEPTION, INCEPTION, FFHQ_FEATS,
+    INSIGHTFACE_ARCFACE, PSP_FFHQ_ENCODE,
 )
 FILES: dict[str, WeightFile] = {f.name: f for f in WEIGHT_FILES}
 
 _ID_METRIC_FILES: dict[str, WeightFile] = {
     "curricularface": CURRICULARFACE, "insightface": INSIGHTFACE_ARCFACE, "irse50": IR_SE50,
 }
-# Metrics that read files beyond the ID network; the others need none.
-_METRIC_FILES: dict[str, tuple[WeightFile, ...]] = {
-    "FID_pre": (INCEPTION,),
-    "delta_FID_real": (INCEPTION, FFHQ_FEATS),
-}
-_ID_METRICS = ("ID", "ID_others")
+FID_EXTRACTOR_FILES: dict[str, WeightFile] = {"pytorch-fid": PT_INCEPTION, "clean-fid": INCEPTION}
+# The name each extractor records with its statistics (FidStats.extractor), by job-level kind.
+FID_EXTRACTOR_NAMES: dict[str, str] = {"pytorch-fid": "pytorch-fid-inception-v3",
+                                       "clean-fid": "clean-fid-inception-v3"}
+GUIDE_REAL_FEATURES_EXTRACTOR = "pytorch-fid"   # the extractor that produced ffhq_real_feat.npy
 _SCENARIOS_NEEDING_ENCODER = ("ffhq", "celebahq", "custom")
 
 
@@ -160,32 +175,16 @@ def resolve_weights_dir(cli_value: str | Path | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def file_sha256(path: Path | str) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in this process."""
-    path = Path(path).resolve()
-    st = path.stat()
-    return _sha256_of(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_file(file: WeightFile, weights_dir: Path) -> WeightStatus:
     """Status of one file; hashes only files with a published digest."""
     path = Path(weights_dir) / file.name
     if not path.is_file():
         return WeightStatus(file, path, "missing")
     size = path.stat().st_size
-    if file.sha256 is None:
+    if file.published_hash is None:
         return WeightStatus(file, path, "found", size=size)
     digest = file_sha256(path)
-    return WeightStatus(file, path, "ok" if digest == file.sha256 else "wrong-hash", digest, size)
+    return WeightStatus(file, path, "ok" if digest.startswith(file.published_hash) else "wrong-hash", digest, size)
 
 
 def check_weights(weights_dir: Path | str, *, files: Sequence[WeightFile] = WEIGHT_FILES) -> list[WeightStatus]:
@@ -195,32 +194,42 @@ def check_weights(weights_dir: Path | str, *, files: Sequence[WeightFile] = WEIG
 
 def needed_files(
     backend: str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
-    id_metric: IdMetricKind = "curricularface",
+    id_metric: IdMetricKind = "curricularface", fid_extractors: Iterable[str] = (GUIDE_REAL_FEATURES_EXTRACTOR,),
+    guide_real_features: bool = True,
 ) -> list[WeightFile]:
     """Files a run of `backend` reads: generator + loss nets, the encoder if a scenario inverts
-    photos, and what the requested metrics read. The `tiny` backend needs none."""
+    photos, and what the requested metrics need (guide_ray.config.metrics): the ID network, the
+    files of `fid_extractors`, and GUIDE's real features unless the job brings its own statistics
+    (`guide_real_features=False`). The `tiny` backend needs none."""
     _check_choice("backend", backend, BACKENDS)
-    metrics, scenarios = list(metrics), list(scenarios)
+    scenarios, extractors = list(scenarios), list(fid_extractors)
     for scenario in scenarios:
         _check_choice("scenario", scenario, SCENARIOS)
-    for metric in metrics:
-        _check_choice("metric", metric, METRICS)
+    needs = set()
+    for name in metrics:
+        _check_choice("metric", name, METRIC_NAMES)
+        needs |= metric(name).needs
     _check_choice("id metric", id_metric, tuple(_ID_METRIC_FILES))
+    for kind in extractors:
+        _check_choice("FID extractor", kind, tuple(FID_EXTRACTOR_FILES))
     if backend == "tiny":
         return []
     wanted = [EG3D_PKL, IR_SE50, VGG16]
     if any(s in _SCENARIOS_NEEDING_ENCODER for s in scenarios):
         wanted.append(GOAE_ENCODER)
-    if any(m in _ID_METRICS for m in metrics):
+    if "id_network" in needs:
         wanted.append(_ID_METRIC_FILES[id_metric])
-    for metric in metrics:
-        wanted.extend(_METRIC_FILES.get(metric, ()))
+    if "fid_extractor" in needs:
+        wanted.extend(FID_EXTRACTOR_FILES[kind] for kind in extractors)
+    if "real_stats" in needs and guide_real_features:
+        wanted.append(FFHQ_FEATS)
     return list(dict.fromkeys(wanted))                     # de-duplicated, order kept
 
 
 def require_backend_files(
     backend: str, weights_dir: Path | str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
-    id_metric: IdMetricKind = "curricularface",
+    id_metric: IdMetricKind = "curricularface", fid_extractors: Iterable[str] = (GUIDE_REAL_FEATURES_EXTRACTOR,),
+    guide_real_features: bool = True,
 ) -> dict[str, Path]:
     """Paths of every file the run needs, by file name; fail before any work starts.
 
@@ -229,7 +238,8 @@ def require_backend_files(
     """
     weights_dir = Path(weights_dir)
     statuses = [check_file(f, weights_dir) for f in needed_files(
-        backend, metrics=metrics, scenarios=scenarios, id_metric=id_metric)]
+        backend, metrics=metrics, scenarios=scenarios, id_metric=id_metric, fid_extractors=fid_extractors,
+        guide_real_features=guide_real_features)]
     missing = [s for s in statuses if s.status == "missing"]
     if missing:
         listing = "; ".join(f"{s.file.name} from {s.file.url}" for s in missing)
@@ -264,6 +274,8 @@ def format_weights_report(statuses: Sequence[WeightStatus]) -> str:
                  "missing": "MISSING", "wrong-hash": "WRONG SHA256"}[s.status]
         if s.status == "missing" and s.file.optional:
             label = "missing (optional)"
+        if s.status == "ok" and s.file.sha256 is None:
+            label = "ok (sha256 prefix verified)"
         rows.append((s.file.name, label, s.file.needed_by))
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows]
@@ -274,7 +286,7 @@ def format_weights_report(statuses: Sequence[WeightStatus]) -> str:
 
 
 def _wrong_hash_message(status: WeightStatus) -> str:
-    return (f"{status.path}: sha256 {status.sha256} differs from the published {status.file.sha256} "
+    return (f"{status.path}: sha256 {status.sha256} differs from the published {status.file.published_hash} "
             f"({status.file.hash_source}); re-download it from {status.file.url}")
 
 

@@ -63,7 +63,7 @@ def render_page(title: str, summary: pd.DataFrame, rows: list[ResultRow], errors
     """The whole HTML page as a string (pure; every user-supplied string escaped)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>GUIDE unlearning run: {_e(title)}</h1>",
-             "<h2>Summary (mean ± std over ok identities; all metrics lower is better)</h2>",
+             "<h2>Summary (mean ± std over ok identities; ↓ lower is better, ↑ higher)</h2>",
              display_table(summary).to_html(index=False, escape=True, na_rep="–")]
     if not summary.empty and bool(summary["stand_in"].any()):
         parts.append(f"<p class='badge'>{STAND_IN_MARK} computed with stand-in networks or generator: "
@@ -89,6 +89,9 @@ def _card(row: ResultRow) -> str:
     if row.artifact_grid:
         grid = f"<img src='{_e(row.artifact_grid)}' alt='before/after grid of {_e(row.identity_id)}'>"
     error = f"<pre>{_e(row.error)}</pre>" if row.error else ""
+    if row.id_views_unaligned:
+        metrics += (f"<tr><th>unaligned ID renders</th><td>{row.id_views_unaligned} "
+                    "(no face found: ID-loss crop used)</td></tr>")
     return (
         f"<div class='card {_e(row.status)}'><h3>{_e(row.identity_id)}{badge}</h3>"
         f"<p>{_e(row.scenario)} · {_e(row.variant)} · seed {row.seed} · {_e(row.status)} · "

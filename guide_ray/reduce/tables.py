@@ -3,8 +3,8 @@
 `summarize` is a pure function (rows in, DataFrame out) so it is tested without files;
 `write_tables` adds RUN/tables/summary.{parquet,csv,md}. Means and standard deviations are over
 `ok` rows only (failed rows are counted, not averaged); std is the sample std (ddof=1), blank
-for a single identity. All four metrics are lower-is-better, as in the paper (↓).
-No torch, no ray.
+for a single identity. Headers, directions and decimals come from the metric registry
+(guide_ray.config.metrics); the paper's four metrics are all lower-is-better (↓). No torch, no ray.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from guide_ray.config.metrics import METRICS as METRIC_SPECS
 from guide_ray.store.results import iter_rows, read_manifest_errors
 from guide_ray.store.schema import ResultRow
 
-# (row column, table header, decimals): the paper's Table 1 columns, all ↓
-METRICS = (
-    ("ID", "ID ↓", 4),
-    ("ID_others", "ID_others ↓", 4),
-    ("FID_pre", "FID_pre ↓", 3),
-    ("delta_FID_real", "ΔFID_real ↓", 3),
-)
+# (row column, table header, decimals), in registry order: the paper's Table 1 columns
+METRICS = tuple((m.column, m.header, m.decimals) for m in METRIC_SPECS)
 SCENARIO_ORDER = ("random", "ffhq", "celebahq", "custom")  # Random, InD, OOD, user photos
 VARIANT_ORDER = ("baseline", "extrapolated", "extrapolated+adj", "guide")  # the paper's rows, top to bottom
 STAND_IN_MARK = "†"

@@ -2,7 +2,8 @@
 
 `ResultRow` (pydantic) and `RESULT_SCHEMA` (pyarrow) describe the same columns in the same order;
 tests/store/test_result_schema.py keeps them equal and pins the column list, so a change here is a
-deliberate schema change (bump `SCHEMA_VERSION` and update docs/engine.md). No torch, no ray.
+deliberate schema change (bump `SCHEMA_VERSION` and update docs/engine.md). The metric columns come
+from the metric registry (guide_ray.config.metrics), one nullable float each. No torch, no ray.
 """
 
 from __future__ import annotations
@@ -11,28 +12,39 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, create_model
 
 from guide_ray.config.base import StrictModel
+from guide_ray.config.metrics import METRICS
 
-SCHEMA_VERSION = "1"
-METRIC_COLUMNS = ("ID", "ID_others", "FID_pre", "delta_FID_real")
+SCHEMA_VERSION = "2"   # 2: id_views_unaligned
+METRIC_COLUMNS = tuple(m.column for m in METRICS)
 
 
-class ResultRow(StrictModel):
-    """One identity, one run_key: the commit record written by the driver (see store.results)."""
+class _RowHead(StrictModel):
+    """The columns before the metric columns: which identity, how it ended."""
 
     identity_id: str = Field(description="unique id from the manifest; also the result file name")
     scenario: str = Field(description="random | ffhq | celebahq | custom")
-    variant: str = Field(description="GUIDE variant name (guide_ray.guide.variants)")
+    variant: str = Field(description="GUIDE variant name (guide_ray.config.variants)")
     seed: int = Field(description="the item's seed: random latent and unlearning RNG")
     source: str = Field(description="source image path/URI as resolved by the manifest reader; '' for random")
     status: Literal["ok", "failed"] = Field(description="'ok', or 'failed' after max_attempts attempts")
     error: str | None = Field(None, description="'ExceptionType: message' when failed")
-    ID: float | None = Field(None, description="identity similarity before vs after, target views (lower = forgotten)")
-    ID_others: float | None = Field(None, description="same, on the person's other images; null for random/ffhq")
-    FID_pre: float | None = Field(None, description="FID(pretrained samples, unlearned samples)")
-    delta_FID_real: float | None = Field(None, description="FID(real, unlearned) - FID(real, pretrained)")
+
+
+_RowMetrics = create_model(   # the registry's metric columns, in registry order, after the head
+    "_RowMetrics", __base__=_RowHead,
+    **{m.column: (float | None, Field(None, description=m.description)) for m in METRICS},
+)
+
+
+class ResultRow(_RowMetrics):
+    """One identity, one run_key: the commit record written by the driver (see store.results)."""
+
+    id_views_unaligned: int | None = Field(
+        None, description="ID / ID_others renders in which MTCNN found no face (they fell back to the ID-loss "
+        "crop); null when no aligned ID metric ran")
     loss_first: float | None = Field(None, description="total unlearning loss at the first step")
     loss_last: float | None = Field(None, description="total unlearning loss at the last step")
     loss_min: float | None = Field(None, description="lowest total unlearning loss over all steps")
@@ -60,10 +72,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
-        pa.field("ID", pa.float64()),
-        pa.field("ID_others", pa.float64()),
-        pa.field("FID_pre", pa.float64()),
-        pa.field("delta_FID_real", pa.float64()),
+        *(pa.field(m.column, pa.float64()) for m in METRICS),
+        pa.field("id_views_unaligned", pa.int64()),
         pa.field("loss_first", pa.float64()),
         pa.field("loss_last", pa.float64()),
         pa.field("loss_min", pa.float64()),

@@ -97,3 +97,44 @@ def test_iterations_must_be_at_least_one(iterations: int) -> None:
         JobSpec(name="t", manifest="m", output_dir="o", guide={"iterations": iterations})
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         GuideConfig(iterations=iterations)
+
+
+def test_a_variant_never_silently_overwrites_an_explicit_setting(tmp_path: Path) -> None:
+    body = "name: j\nmanifest: m.parquet\noutput_dir: out\nvariant: guide\nguide: {target: average}\n"
+    with pytest.raises(ConfigError, match=r"variant 'guide'.*guide.target: 'average'.*target='extrapolated'"):
+        load_job(_job_file(tmp_path, body))
+    job = load_job(_job_file(tmp_path, body.replace("variant: guide", "variant: baseline")))   # agrees: fine
+    assert effective_guide(job, "baseline", {}).target == "average"
+    with pytest.raises(ConfigError, match=r"variant .extrapolated\+adj.*guide.target"):     # a row's variant too
+        effective_guide(job, "extrapolated+adj", {})
+    implicit = load_job(_job_file(tmp_path, "name: j\nmanifest: m.parquet\noutput_dir: out\nguide: {d: 20}\n"))
+    assert effective_guide(implicit, "baseline", {}).target == "average"                      # defaults are not explicit
+    assert effective_guide(with_output_dir(implicit, tmp_path / "x"), "baseline", {}).target == "average"
+
+
+PAPER_JOBS = ("paper-random.yaml", "paper-ffhq.yaml", "paper-celebahq.yaml", "paper-ablation.yaml")
+
+
+@pytest.mark.parametrize("name", PAPER_JOBS)
+def test_paper_jobs_use_the_released_codes_settings(name: str) -> None:
+    job = load_job(JOBS / name)
+    assert job.model.backend == "eg3d-ffhq512-128" and job.model.inversion.goae_train_mode
+    assert job.guide.camera.look_at == "guide-official" and job.guide.iterations == 1000 and job.guide.lr == 1e-4
+    assert job.fid.num_samples == 5000 and job.fid.seed == 0 and job.fid.extractor is None   # pytorch-fid throughout
+    assert set(job.metrics) == {"ID", "ID_others", "FID_pre", "delta_FID_real"}
+    assert (JOBS / name).read_text().startswith("# GUIDE's paper")                           # header says what differs
+    for variant in ("baseline", "extrapolated", "extrapolated+adj", "guide"):
+        effective_guide(job, variant, {})                                                   # no explicit clash
+
+
+def test_generated_manifest_runs_each_identity_once_per_variant() -> None:
+    from guide_ray.config.manifest import random_rows, with_variants
+
+    job = load_job(JOBS / "paper-random.yaml")
+    rows = with_variants(random_rows(job.manifest.n, job.manifest.seed), job.manifest.variants)
+    assert len(rows) == 40 and rows[0].identity_id == "random-0000.baseline" and rows[1].variant == "guide"
+    assert rows[0].seed == rows[1].seed != rows[2].seed                                     # same identity, both rows
+    odd = with_variants(random_rows(1, 0), ["extrapolated+adj"])
+    assert odd[0].identity_id == "random-0000.extrapolated_adj"
+    with pytest.raises(ConfigError, match="listed twice"):
+        with_variants(random_rows(1, 0), ["guide", "guide"])

@@ -34,6 +34,7 @@ class FakeOutcome:
     artifacts: dict[str, str] = field(default_factory=dict)
     stand_in: bool = True
     seconds: float = 0.0
+    id_views_unaligned: int | None = None
 
 
 def _append(path: Path, line: str) -> None:

@@ -110,3 +110,26 @@ def test_missing_weights_stop_the_plan_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(WeightsMissing, match="ffhqrebalanced512-128.pkl"):
         plan(job, RunOptions())
     assert not (job.run_dir / "results").exists()
+
+
+def test_a_jobs_own_real_statistics_are_checked_and_keyed(tmp_path: Path) -> None:
+    """fid.real_stats: a missing file fails the plan; its content is part of the job key; and the real
+    backend then needs neither GUIDE's feature file nor pytorch-fid's weights for a clean-fid table."""
+    import numpy as np
+
+    from guide_ray.metrics.stats import FidStats
+
+    stats = tmp_path / "real.npz"
+    fid = {"real_stats": str(stats), "num_samples": 4}
+    with pytest.raises(WeightsMissing, match="fid-stats"):
+        plan(_job(tmp_path, metrics=["delta_FID_real"], fid=fid), RunOptions())
+    FidStats.from_features(np.eye(3), extractor="clean-fid-inception-v3").save(stats)
+    first = plan(_job(tmp_path, metrics=["delta_FID_real"], fid=fid), RunOptions())
+    FidStats.from_features(np.eye(3) * 2, extractor="clean-fid-inception-v3").save(stats)
+    second = plan(_job(tmp_path, metrics=["delta_FID_real"], fid=fid), RunOptions())
+    assert first.job_key != second.job_key
+    with pytest.raises(WeightsMissing) as info:
+        plan(_job(tmp_path, metrics=["delta_FID_real"], fid=fid,
+                  model={"backend": "eg3d-ffhq512-128", "weights_dir": str(tmp_path / "w")}), RunOptions())
+    assert "inception-2015-12-05.pt" in str(info.value)
+    assert "pt_inception" not in str(info.value) and "ffhq_real_feat.npy" not in str(info.value)

@@ -22,10 +22,16 @@ from guide_ray.models.nets.identity import (
     IRSE50Identity,
     idloss_crop,
 )
-from guide_ray.models.nets.inception import FeatureExtractor, InceptionFeatures, StandInFeatures
+from guide_ray.models.nets.inception import (
+    FeatureExtractor,
+    InceptionFeatures,
+    PytorchFidInception,
+    StandInFeatures,
+    fid_inception_v3,
+)
 from guide_ray.models.nets.irse import build_ir101, build_ir_se50, load_curricularface, load_ir_se50
 from guide_ray.models.nets.perceptual import LpipsVGG
-from guide_ray.models.weights import file_sha256
+from guide_ray.utils.files import file_sha256
 
 # ---------------------------------------------------------------- IR-SE50 / IR-101 layout and loading
 
@@ -378,8 +384,10 @@ def test_factory_real_backend_never_falls_back(tmp_path: Path, vgg_file: tuple[P
         factory.build_loss_nets("eg3d-ffhq512-128", tmp_path, "cpu")
     with pytest.raises(WeightsMissing, match="CurricularFace_Backbone.pth"):
         factory.build_id_metric("eg3d-ffhq512-128", tmp_path, "cpu")
+    with pytest.raises(WeightsMissing, match="pt_inception-2015-12-05-6726825d.pth"):
+        factory.build_fid_extractor("eg3d-ffhq512-128", tmp_path, "cpu")               # GUIDE's extractor
     with pytest.raises(WeightsMissing, match="inception-2015-12-05.pt"):
-        factory.build_fid_extractor("eg3d-ffhq512-128", tmp_path, "cpu")
+        factory.build_fid_extractor("eg3d-ffhq512-128", tmp_path, "cpu", "clean-fid")
     (tmp_path / "vgg16-397923af.pth").symlink_to(vgg_file[0])   # right name, not the published bytes
     with pytest.raises(WeightsInvalid, match="sha256"):
         factory.build_loss_nets("eg3d-ffhq512-128", tmp_path, "cpu")
@@ -391,3 +399,53 @@ def test_factory_builds_the_insightface_metric_from_the_weights_dir(tmp_path: Pa
     _arcface_like_onnx(tmp_path / "w600k_r50.onnx", mxnet_style=False)
     metric = factory.build_id_metric("eg3d-ffhq512-128", tmp_path, "cpu", kind="insightface")
     assert isinstance(metric, InsightFaceIdentity) and metric.stand_in is False
+
+
+# ---------------------------------------------------------------- pytorch-fid's Inception (GUIDE's extractor)
+
+
+@pytest.fixture(scope="module")
+def fake_pt_inception(tmp_path_factory) -> tuple[Path, dict[str, Tensor]]:
+    """A file in the exact format of pt_inception-2015-12-05-6726825d.pth (random weights, same keys/shapes)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        state = fid_inception_v3().state_dict()
+    path = tmp_path_factory.mktemp("ptfid") / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_pytorch_fid_extractor_equals_pytorch_fid(fake_pt_inception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same features as pytorch-fid's own InceptionV3 (its download replaced by the same tensors)."""
+    import pytorch_fid.inception as reference
+
+    path, state = fake_pt_inception
+    monkeypatch.setattr(reference, "load_state_dict_from_url", lambda *a, **k: state)
+    ref = reference.InceptionV3([reference.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    ours = PytorchFidInception.from_file(path, sha256_prefix=None)
+    assert isinstance(ours, FeatureExtractor) and ours.name == "pytorch-fid-inception-v3" and not ours.stand_in
+    images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ref(images.float() / 255)[0].flatten(1)          # pytorch-fid's input: ToTensor() in [0, 1]
+    got = ours(images)
+    assert got.shape == (2, 2048) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pytorch_fid_loader_checks_hash_prefix_and_format(fake_pt_inception, tmp_path: Path) -> None:
+    path, state = fake_pt_inception
+    with pytest.raises(WeightsInvalid, match="does not start with the published 6726825d"):
+        PytorchFidInception.from_file(path, sha256_prefix="6726825d")           # random weights: not the file
+    with pytest.raises(WeightsMissing, match="github.com/mseitzer/pytorch-fid"):
+        PytorchFidInception.from_file(tmp_path / "absent.pth", sha256_prefix=None)
+    torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, tmp_path / "partial.pth")
+    with pytest.raises(WeightsInvalid, match="fc.weight"):
+        PytorchFidInception.from_file(tmp_path / "partial.pth", sha256_prefix=None)
+    torch.save({"net": nn.Linear(2, 2)}, tmp_path / "pickled.pth")
+    with pytest.raises(WeightsInvalid, match="not a torch state_dict"):
+        PytorchFidInception.from_file(tmp_path / "pickled.pth", sha256_prefix=None)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    (weights_dir / path.name).symlink_to(path)
+    with pytest.raises(WeightsInvalid, match="6726825d"):                      # the factory checks the prefix
+        factory.build_fid_extractor("eg3d-ffhq512-128", weights_dir, "cpu")

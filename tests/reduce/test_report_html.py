@@ -13,7 +13,8 @@ from guide_ray.store.results import commit_row, write_manifest_errors
 def test_report_page(tmp_path: Path) -> None:
     (tmp_path / "artifacts" / "alice").mkdir(parents=True)
     (tmp_path / "artifacts" / "alice" / "grid.png").write_bytes(b"png")
-    commit_row(tmp_path, make_row("alice", artifact_grid="artifacts/alice/grid.png", stand_in=True))
+    commit_row(tmp_path, make_row("alice", artifact_grid="artifacts/alice/grid.png", stand_in=True,
+                                  id_views_unaligned=3))
     commit_row(tmp_path, make_row("bob", status="failed", error="ValueError: <script>bad</script>", ID=None))
     write_manifest_errors(tmp_path, [{"row": 4, "identity_id": "x y", "reason": "identity_id: bad & wrong"}])
     report = write_report(tmp_path)
@@ -25,4 +26,5 @@ def test_report_page(tmp_path: Path) -> None:
     assert "row 4 (x y): identity_id: bad &amp; wrong" in page
     assert "<h2>Identities (2)</h2>" in page
     assert "0.1000" in page  # alice's ID on her card
+    assert "<td>3 (no face found: ID-loss crop used)</td>" in page and page.count("unaligned ID renders") == 1
     assert (tmp_path / "tables" / "summary.md").read_text() == report.markdown

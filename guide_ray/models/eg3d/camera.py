@@ -76,6 +76,7 @@ def yaw_pitch_cameras(yaw: Tensor, pitch: float | Tensor, lookat: tuple[float, f
 
 def frontal_camera(batch_size: int, lookat: tuple[float, float, float] = (0.0, 0.0, 0.2), radius: float = 2.7,
                    fov_deg: float = 18.837, device: str | torch.device = "cpu") -> Tensor:
-    """The frontal pose (pi/2, pi/2) that conditions the mapping network (the pivot does not matter there)."""
+    """The frontal pose (pi/2, pi/2) that conditions the mapping network, at `radius` with `fov_deg`
+    (the pivot does not change this pose). Callers pass their camera config's radius and FOV."""
     return yaw_pitch_cameras(torch.zeros(batch_size, device=device), math.pi / 2, lookat, radius, fov_deg)
 

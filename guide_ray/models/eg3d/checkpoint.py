@@ -11,7 +11,6 @@ writes our own format once, which `torch.load(weights_only=True)` can open (CHEC
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import numbers
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from guide_ray.models.eg3d.unpickler import (
     unpickle_safely,
 )
 from guide_ray.models.eg3d.triplane import TriPlaneGenerator
-from guide_ray.utils.files import atomic_file
+from guide_ray.utils.files import atomic_file, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +158,6 @@ def _read_network(root: object, which: str, path: Path) -> _Network:
                    state_dict={}, class_names={}, src_sha256={})
     _walk(root, "", net)
     return net
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _require_file(path: Path | str) -> Path:

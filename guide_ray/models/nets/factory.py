@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from guide_ray.models import weights as W
+from guide_ray.models import weights as weight_registry
 from guide_ray.models.nets.base import IdentityEmbedder, LossNets
-from guide_ray.models.nets.identity import CurricularFaceIdentity, InsightFaceIdentity, IRSE50Identity
-from guide_ray.models.nets.inception import FeatureExtractor, InceptionFeatures, StandInFeatures
+from guide_ray.models.nets.identity import Crop, CurricularFaceIdentity, InsightFaceIdentity, IRSE50Identity
+from guide_ray.models.nets.inception import FeatureExtractor, InceptionFeatures, PytorchFidInception, StandInFeatures
 from guide_ray.models.nets.perceptual import LpipsVGG
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
 
@@ -24,36 +24,45 @@ __all__ = ["LossNets", "build_fid_extractor", "build_id_metric", "build_loss_net
 
 def build_loss_nets(backend: str, weights_dir: Path | str, device: torch.device | str) -> LossNets:
     """Stand-ins for `tiny`; LPIPS-VGG (vgg16-397923af.pth) + IR-SE50 (model_ir_se50.pth) otherwise."""
-    W.needed_files(backend)                                   # validates the backend name
+    weight_registry.needed_files(backend)                                   # validates the backend name
     if backend == "tiny":
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
-    perceptual = LpipsVGG(W.resolve_file(W.VGG16.name, weights_dir)).to(device)
-    identity = IRSE50Identity.from_file(W.resolve_file(W.IR_SE50.name, weights_dir)).to(device)
+    perceptual = LpipsVGG(weight_registry.resolve_file(weight_registry.VGG16.name, weights_dir)).to(device)
+    identity = IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
     return LossNets(perceptual, identity)
 
 
 def build_id_metric(
-    backend: str, weights_dir: Path | str, device: torch.device | str, kind: W.IdMetricKind = "curricularface"
+    backend: str, weights_dir: Path | str, device: torch.device | str, kind: weight_registry.IdMetricKind = "curricularface",
+    *, crop: Crop = "idloss",
 ) -> IdentityEmbedder:
     """The embedder behind ID / ID_others: CurricularFace (GUIDE's), insightface ArcFace, or IR-SE50.
 
-    For `tiny` the stand-in embedder is returned whatever `kind` is; it says so in `stand_in`.
-    The insightface model runs on onnxruntime's CPU provider whatever `device` is.
+    `crop` applies to CurricularFace: "none" when the caller aligns faces itself (the metric
+    pipeline does, with MTCNN: guide_ray.metrics.identity.id_metric_for). For `tiny` the stand-in
+    embedder is returned whatever `kind` is; it says so in `stand_in`. The insightface model runs
+    on onnxruntime's CPU provider whatever `device` is.
     """
-    W.needed_files(backend, id_metric=kind)                   # validates backend and kind
+    weight_registry.needed_files(backend, id_metric=kind)                   # validates backend and kind
     if backend == "tiny":
         return StandInIdentity().to(device)
     if kind == "curricularface":
-        return CurricularFaceIdentity.from_file(W.resolve_file(W.CURRICULARFACE.name, weights_dir)).to(device)
+        path = weight_registry.resolve_file(weight_registry.CURRICULARFACE.name, weights_dir)
+        return CurricularFaceIdentity.from_file(path, crop=crop).to(device)
     if kind == "insightface":
-        return InsightFaceIdentity(W.resolve_file(W.INSIGHTFACE_ARCFACE.name, weights_dir))
-    return IRSE50Identity.from_file(W.resolve_file(W.IR_SE50.name, weights_dir)).to(device)
+        return InsightFaceIdentity(weight_registry.resolve_file(weight_registry.INSIGHTFACE_ARCFACE.name, weights_dir))
+    return IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
 
 
-def build_fid_extractor(backend: str, weights_dir: Path | str, device: torch.device | str) -> FeatureExtractor:
-    """clean-fid Inception (inception-2015-12-05.pt, sha256-checked) or, for `tiny`, the stand-in."""
-    W.needed_files(backend)
+def build_fid_extractor(backend: str, weights_dir: Path | str, device: torch.device | str,
+                        kind: weight_registry.FidExtractorKind = "pytorch-fid") -> FeatureExtractor:
+    """pytorch-fid's Inception (GUIDE's; sha256 prefix checked) or clean-fid's TorchScript Inception
+    (sha256-checked); for `tiny` the stand-in, whatever `kind` is (it says so in `stand_in`)."""
+    weight_registry.needed_files(backend, fid_extractors=[kind])     # validates backend and kind
     if backend == "tiny":
         return StandInFeatures().to(device)
-    path = W.resolve_file(W.INCEPTION.name, weights_dir)       # verified; re-checked (cached) before jit.load
-    return InceptionFeatures(path, sha256=W.INCEPTION.sha256, device=device)
+    file = weight_registry.FID_EXTRACTOR_FILES[kind]
+    path = weight_registry.resolve_file(file.name, weights_dir)      # verified; re-checked (cached) before loading
+    if kind == "pytorch-fid":
+        return PytorchFidInception.from_file(path, sha256_prefix=file.sha256_prefix).to(device)
+    return InceptionFeatures(path, sha256=file.sha256, device=device)

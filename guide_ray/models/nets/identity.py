@@ -1,9 +1,9 @@
 """Identity embedders behind the `IdentityEmbedder` protocol: the ID loss and two ID metrics.
 
 * `IRSE50Identity`: GUIDE's ID loss (IR-SE50 with the IDLoss face crop); differentiable.
-* `CurricularFaceIdentity`: GUIDE's ID metric network (CurricularFace IR-101). The official metric
-  aligns faces with MTCNN first; we have no MTCNN, so by default the ID-loss crop stands in for
-  the alignment, and `name` says so. Numbers are close to, not equal to, the paper's protocol.
+* `CurricularFaceIdentity`: GUIDE's ID metric network (CurricularFace IR-101). GUIDE's metric
+  aligns faces with MTCNN first: `guide_ray.metrics.identity.AlignedIdentity` does that and feeds
+  this network pre-aligned crops (crop="none"); crop="idloss" is the crop-only approximation.
 * `InsightFaceIdentity`: an insightface ArcFace ONNX model (e.g. buffalo_l's w600k_r50.onnx) run
   by onnxruntime on CPU; an extra, independent ID metric. Not differentiable.
 
@@ -76,8 +76,8 @@ class IRSE50Identity(FrozenNet):
 class CurricularFaceIdentity(FrozenNet):
     """GUIDE's ID-metric embedder: CurricularFace IR-101 on a 112x112 face in [-1, 1].
 
-    crop="idloss" (default) applies the ID-loss crop as a stand-in for MTCNN alignment, which we
-    do not have; crop="none" takes faces that the caller has already aligned to 112x112.
+    crop="none" takes faces the caller has already aligned to 112x112 (GUIDE's protocol, through
+    metrics.identity.AlignedIdentity); crop="idloss" applies the ID-loss crop instead of alignment.
     """
 
     stand_in = False

@@ -1,4 +1,11 @@
-"""Image feature extractors for FID: clean-fid's Inception from a local file, and a stand-in.
+"""Image feature extractors for FID: pytorch-fid's and clean-fid's Inception from local files, a stand-in.
+
+`PytorchFidInception` is the extractor of GUIDE's evaluate_fid.py and of its ffhq_real_feat.npy:
+pytorch-fid's FID Inception-v3 (torchvision's Inception3 with the FIDInceptionA/C/E blocks, the
+module classes of the `pytorch-fid` package), weights `pt_inception-2015-12-05-6726825d.pth` read
+from the weights folder with weights_only=True after checking the sha256 prefix 6726825d that
+pytorch-fid publishes in the file name; pytorch-fid itself would download the file. Input as
+GUIDE's: the 8-bit image as [0, 1], bilinear resize to 299 (align_corners=False), 2x - 1, pool3.
 
 `InceptionFeatures` reproduces clean-fid's "clean" mode: each uint8 image is resized to 299x299
 with PIL bicubic on float channels (clean-fid's own resizer), then fed as (x - 128) / 128 to
@@ -7,8 +14,8 @@ NVIDIA's TorchScript port of the TF Inception-v3 graph (`inception-2015-12-05.pt
 weights directory, and because it is TorchScript (a program, not just tensors) it is
 sha256-checked before `torch.jit.load`.
 
-Note: GUIDE's evaluate_fid.py used pytorch-fid's Inception port with a torch bilinear resize; the
-two extractors give close but not identical features (see docs/weights.md).
+The two ports give close but not identical features, so every FID compares features of one
+extractor (FidStats records it; frechet_distance refuses a mix).
 
 `StandInFeatures` is a seeded random CNN for the embedded default; its FIDs are labelled
 stand-in and are not comparable with anything published. Must not import ray.
@@ -27,7 +34,8 @@ from torch import Tensor, nn
 
 from guide_ray.errors import WeightsInvalid, WeightsMissing
 from guide_ray.models.nets.base import FrozenNet
-from guide_ray.models.weights import INCEPTION, file_sha256
+from guide_ray.models.weights import FID_EXTRACTOR_NAMES, INCEPTION, PT_INCEPTION
+from guide_ray.utils.files import file_sha256
 
 STANDIN_FEATURES_SEED = 20240618
 
@@ -55,7 +63,7 @@ class InceptionFeatures:
     files you built yourself, None to skip the check. Raises WeightsMissing / WeightsInvalid.
     """
 
-    name = "clean-fid-inception-v3"
+    name = FID_EXTRACTOR_NAMES["clean-fid"]
     stand_in = False
     dim = 2048
 
@@ -86,6 +94,74 @@ class InceptionFeatures:
         with torch.no_grad():
             feats = self.base.layers((x - 128) / 128)                         # [B, 2048, 1, 1]
         return feats.reshape(len(images), self.dim).float().cpu()
+
+
+def fid_inception_v3() -> nn.Module:
+    """pytorch-fid's FID Inception-v3 module tree (randomly initialised; the caller loads weights)."""
+    import torchvision
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+
+    net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = FIDInceptionE_1(1280)
+    net.Mixed_7c = FIDInceptionE_2(2048)
+    return net
+
+
+class PytorchFidInception(FrozenNet):
+    """pytorch-fid's Inception-v3 pool3 features (2048-d) of uint8 images; see the module docstring."""
+
+    name = FID_EXTRACTOR_NAMES["pytorch-fid"]
+    stand_in = False
+    dim = 2048
+
+    def __init__(self, inception: nn.Module) -> None:
+        super().__init__()
+        self.inception = inception
+        self.freeze()
+
+    @classmethod
+    def from_file(cls, path: Path | str, *, sha256_prefix: str | None) -> PytorchFidInception:
+        """Build from the FID weights file. `sha256_prefix` is required on purpose: the published
+        one (PT_INCEPTION.sha256_prefix), or None only for a file you built yourself.
+        Raises WeightsMissing / WeightsInvalid (wrong hash, not a state dict, wrong keys or shapes)."""
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsMissing(path, PT_INCEPTION.how_to_get)
+        if sha256_prefix is not None and not (actual := file_sha256(path)).startswith(sha256_prefix):
+            raise WeightsInvalid(f"{path}: sha256 {actual} does not start with the published {sha256_prefix}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for a foreign or corrupt file
+            raise WeightsInvalid(f"{path}: not a torch state_dict ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(state, dict):
+            raise WeightsInvalid(f"{path}: expected a state_dict, got {type(state).__name__}")
+        net = fid_inception_v3()
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsInvalid(f"{path}: not pytorch-fid's Inception weights ({exc})") from exc
+        return cls(net)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_uint8(images)
+        net = self.inception
+        x = images.to(net.Conv2d_1a_3x3.conv.weight.device).float() / 255                # as ToTensor()
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+        with torch.no_grad():
+            x = net.maxpool1(net.Conv2d_2b_3x3(net.Conv2d_2a_3x3(net.Conv2d_1a_3x3(x))))     # block 0
+            x = net.maxpool2(net.Conv2d_4a_3x3(net.Conv2d_3b_1x1(x)))                          # block 1
+            for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):                      # blocks 2, 3
+                x = getattr(net, name)(x)
+            x = F.adaptive_avg_pool2d(x, 1)
+        return x.reshape(len(images), self.dim).float().cpu()
 
 
 class StandInFeatures(FrozenNet):

@@ -3,6 +3,10 @@
 `baseline` is the w_avg target with L_local; `extrapolated` swaps in the UFO target;
 `extrapolated+adj` adds L_adj; `guide` is the full method. `adj-only` and `global-only` let an
 ablation run one of the other loss terms on its own with the UFO target (`extrapolated` is L_local alone).
+
+A variant never silently replaces a setting the job states itself: `variant: guide` with
+`guide: {target: average}` is a ConfigError naming both (a row or `--set` override, applied
+after the variant, is the way to change one switch of a variant). No torch.
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 
 def apply_variant(base: GuideConfig, name: str) -> GuideConfig:
-    """`base` with the switches of variant `name`; every other hyperparameter is kept."""
+    """`base` with the switches of variant `name`; every other hyperparameter is kept.
+
+    Raises ConfigError for an unknown name, or when `base` explicitly sets (model_fields_set) one
+    of the variant's switches to a different value.
+    """
     if name not in VARIANTS:
         hint = "".join(f" Did you mean {m!r}?" for m in difflib.get_close_matches(name, VARIANTS, n=1))
         raise ConfigError(f"unknown variant {name!r}.{hint} Available: {', '.join(VARIANTS)}")
-    return apply_overrides(base, VARIANTS[name])
+    patch = VARIANTS[name]
+    clashes = [f"guide.{k}: {getattr(base, k)!r} (variant {name!r} sets {k}={v!r})"
+               for k, v in patch.items() if k in base.model_fields_set and getattr(base, k) != v]
+    if clashes:
+        raise ConfigError(f"variant {name!r} would overwrite what the job sets explicitly: {'; '.join(clashes)}; "
+                          "remove the setting, or choose the variant that has it")
+    return apply_overrides(base, patch)

@@ -1,0 +1,70 @@
+"""Golden values: pinned numbers of the deterministic numeric paths on the tiny preset (CPU, float32).
+
+A deliberate change of the rendering, the losses or the ID metric changes these numbers and must
+update them here, in the same commit, saying why. Fréchet distance: tests/metrics/test_fid.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from guide_ray.config.guide import CameraConfig, GuideConfig
+from guide_ray.guide.loop import unlearn
+from guide_ray.metrics.identity import id_similarity
+from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
+from guide_ray.models.eg3d.presets import build_generator
+from guide_ray.models.nets.base import LossNets
+from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
+from guide_ray.pipeline import random_source_latent
+from guide_ray.utils.seeding import make_rng
+
+# image[0, :, 20:22, 30:32] of identity seed 3 at yaw 0.1, const noise, depth draws from seed 0
+RENDER_SLICE = [-2.4341843128204346, -2.4405357837677, -2.4319889545440674, -2.4367923736572266,
+                -0.9685124158859253, -0.9726144075393677, -0.9695671796798706, -0.9738942384719849,
+                1.416100263595581, 1.4186112880706787, 1.4134808778762817, 1.4155770540237427]
+# [total, local, adj, global] per step, GUIDE's defaults but lr 1e-3, stand-in loss networks
+LOSS_TRACE = [[0.6683537364006042, 0.17803697288036346, 0.49024516344070435, 7.159963570302352e-05],
+              [0.54692143201828, 0.17435474693775177, 0.3721289038658142, 0.00043780350824818015],
+              [0.6511126160621643, 0.17382118105888367, 0.47563743591308594, 0.0016539839562028646]]
+# stand-in ID embedder, 3 views, synthesis weights perturbed by 0.3 N(0, 1) (seed 1)
+ID_VALUE = 0.9992359280586243
+
+
+@pytest.fixture(scope="module")
+def world():
+    G = build_generator("tiny", seed=0)
+    camera = CameraConfig()
+    return G, random_source_latent(G, 3, camera), camera
+
+
+def test_tiny_render_slice(world) -> None:
+    G, w, camera = world
+    c = yaw_pitch_cameras(torch.tensor([0.1]), math.pi / 2 + camera.pitch_offset, camera.look_at_point,
+                          camera.radius, camera.fov_deg)
+    with torch.no_grad():
+        image = G.synthesis(w, c, noise_mode="const", generator=torch.Generator().manual_seed(0))["image"]
+    got = image[0, :, 20:22, 30:32].flatten().tolist()
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(RENDER_SLICE), atol=1e-5, rtol=1e-4)
+
+
+def test_three_step_loss_trace(world) -> None:
+    G, w, camera = world
+    nets = LossNets(StandInPerceptual(), StandInIdentity())
+    result = unlearn(copy.deepcopy(G), G, w, GuideConfig(iterations=3, lr=1e-3), nets, rng=make_rng(0, "unlearn"))
+    got = [[p.total, p.local, p.adj, p.global_] for p in result.losses]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(LOSS_TRACE), atol=1e-6, rtol=1e-4)
+
+
+def test_id_metric_on_fixed_renders(world) -> None:
+    G, w, camera = world
+    G_after = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G_after.backbone.synthesis.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    got = id_similarity(G, G_after, w, StandInIdentity(), camera, n_views=3)
+    assert got == pytest.approx(ID_VALUE, abs=1e-5)
+    assert id_similarity(G, G, w, StandInIdentity(), camera, n_views=3) == pytest.approx(1.0, abs=1e-5)
