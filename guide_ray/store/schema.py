@@ -106,9 +106,25 @@ def rows_to_table(rows: list[ResultRow]) -> pa.Table:
     return pa.Table.from_pylist(data, schema=RESULT_SCHEMA)
 
 
+# Nullable columns added after schema v1, with the version that added them. A row file written
+# before a column existed is upgraded in memory (the column reads as null): hours of finished GPU
+# work are never quarantined or recomputed because the schema grew.
+ADDED_COLUMNS: dict[str, str] = {"id_views_unaligned": "2"}
+
+
 def table_to_rows(table: pa.Table) -> list[ResultRow]:
-    """A table read back from disk → validated rows. Raises ValueError on a foreign schema."""
+    """A table read back from disk → validated rows, upgraded from an older schema version if it
+    lacks only columns of ADDED_COLUMNS. Raises ValueError on a foreign schema."""
     got = table.schema.remove_metadata()
+    missing = [name for name in RESULT_SCHEMA.names if name not in got.names]
+    if not set(missing) <= set(ADDED_COLUMNS):
+        missing = []                              # not an older version of ours: refused below
+    for name in missing:
+        field = RESULT_SCHEMA.field(name)
+        table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
+    if missing:
+        table = table.select(RESULT_SCHEMA.names)
+        got = table.schema.remove_metadata()
     if not got.equals(RESULT_SCHEMA.remove_metadata()):
         raise ValueError(f"not a guide_ray result table (schema v{SCHEMA_VERSION}): got columns {got.names}")
     return [ResultRow.model_validate(record) for record in table.to_pylist()]

@@ -55,6 +55,23 @@ def test_foreign_table_is_refused() -> None:
         table_to_rows(pa.table({"identity_id": ["a"]}))
 
 
+def test_a_row_written_before_a_column_existed_is_upgraded_not_refused(tmp_path: Path) -> None:
+    """A schema-v1 file (no id_views_unaligned) reads back with the column null and stays committed."""
+    import pyarrow.parquet as pq
+
+    from guide_ray.store.results import load_rows, result_path
+
+    row = make_row("old", artifact_weights=None, artifact_grid=None)
+    v1 = rows_to_table([row]).drop_columns(["id_views_unaligned"]).replace_schema_metadata(
+        {"guide_ray.schema_version": "1"})
+    path = result_path(tmp_path, "old")
+    path.parent.mkdir(parents=True)
+    pq.write_table(v1, path)
+    assert table_to_rows(pq.read_table(path)) == [row]
+    loaded = load_rows(tmp_path)
+    assert loaded.rows == [row] and not loaded.quarantined and path.is_file()
+
+
 def test_docs_list_every_column() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
     section = doc.split("\n## Result rows\n", 1)[1].split("\n## ", 1)[0]
