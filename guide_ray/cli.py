@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "aggregate a run's per-identity results into summary tables and an HTML page",
     "manifest": "create a Parquet manifest of identities",
     "weights": "list the pretrained files a backend needs: found / missing / wrong hash",
+    "world": "train the synthetic face world's networks, or draw a grid of its identities",
 }
 
 
