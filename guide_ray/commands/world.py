@@ -1,5 +1,6 @@
 """`guide-ray world train --out DIR`: train the synthetic world's networks (resumable);
-`guide-ray world sample --out PNG`: a grid of renderer identities (rows) × yaws (columns).
+`guide-ray world sample --out PNG [--generator PT]`: a grid of identities (rows) × yaws (columns)
+from the renderer, each row followed by the trained generator's row when --generator is given.
 
 Rerunning `train` with the same DIR resumes from the last checkpoint and skips finished stages."""
 
@@ -35,6 +36,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     sample.add_argument("--domain", choices=("in_domain", "ood"), default="in_domain",
                         help="population to draw from (default in_domain)")
     sample.add_argument("--resolution", type=_positive, default=128, help="tile size in pixels (default 128)")
+    sample.add_argument("--generator", type=Path, metavar="PT",
+                        help="a trained world generator.pt: each renderer row is followed by its row")
     sample.set_defaults(handler=main)
 
 
@@ -46,9 +49,15 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {args.out}: expected a .png file")
         if not args.out.parent.is_dir():
             raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist")
+        if args.generator is not None and args.domain != "in_domain":
+            raise ConfigError("--generator shows in-domain latents only; drop --domain ood")
+        if args.generator is not None and not args.generator.is_file():
+            raise ConfigError(f"--generator {args.generator}: no such file")
         from guide_ray.world.sample import sample_grid
 
-        print(f"wrote {sample_grid(args.out, args.identities, args.seed, args.domain, args.resolution)}")
+        path = sample_grid(args.out, args.identities, args.seed, args.domain, args.resolution,
+                           generator_file=args.generator)
+        print(f"wrote {path}")
         return 0
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a folder")

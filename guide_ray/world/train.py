@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,10 +58,10 @@ class WorldTrainConfig(StrictModel):
     num_identities: int = Field(default=1000, ge=2)
     id_resolution: int = Field(default=64, ge=16)
     perceptual_weight: float = Field(default=1.0, ge=0)
-    checkpoint_every: int = Field(default=50, ge=1)
-    id_loss: StageConfig = StageConfig(steps=700, batch=48, lr=2e-3, seed=9_000_100)
-    id_metric: StageConfig = StageConfig(steps=700, batch=48, lr=2e-3, seed=9_000_200)
-    generator: StageConfig = StageConfig(steps=500, batch=4, lr=2e-3, seed=9_000_300)
+    checkpoint_every: int = Field(default=100, ge=1)
+    id_loss: StageConfig = StageConfig(steps=3000, batch=48, lr=2e-3, seed=9_000_100)
+    id_metric: StageConfig = StageConfig(steps=3000, batch=48, lr=2e-3, seed=9_000_200)
+    generator: StageConfig = StageConfig(steps=6000, batch=4, lr=2e-3, seed=9_000_300)
 
 
 def training_identities(cfg: WorldTrainConfig) -> torch.Tensor:
@@ -136,6 +137,13 @@ class _GeneratorStage:
         return self.G.state_dict()
 
 
+def cosine_lr(optim: torch.optim.Optimizer, stage: StageConfig, k: int) -> None:
+    """Set step k's learning rate: cosine decay from `stage.lr` to 0 (a function of k alone, so
+    resuming needs no scheduler state)."""
+    for group in optim.param_groups:
+        group["lr"] = stage.lr * 0.5 * (1 + math.cos(math.pi * k / stage.steps))
+
+
 def _checkpoint_path(out: Path, name: str) -> Path:
     return out / CHECKPOINT_DIR / f"{name}.pt"
 
@@ -174,6 +182,7 @@ def run_stage(trainer, out: Path, name: str, cfg: WorldTrainConfig, budget: int 
     t0 = time.perf_counter()
     with tqdm(total=stage.steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True) as bar:
         for k in range(start, stop):
+            cosine_lr(trainer.optim, stage, k)
             loss = trainer.step(k)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")

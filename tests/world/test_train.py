@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from guide_ray.errors import ConfigError
 from guide_ray.world.generator import build_world_generator
 from guide_ray.world.idnet import WorldIdentityNet
+from guide_ray.world.sample import sample_grid
 from guide_ray.world.train import (
     FILES, MANIFEST_FILE, STAGES, StageConfig, WorldTrainConfig, _IdentityStage, sha256_file, train_world,
 )
@@ -70,6 +72,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
         assert sha256_file(tmp_path / "a" / name) == digest
     WorldIdentityNet().load_state_dict(a["id_metric"])
     build_world_generator(0).load_state_dict(a["generator"])
+
+    # the trained generator's rows interleave with the renderer's in the sample grid
+    grid = sample_grid(tmp_path / "grid.png", 2, 0, "in_domain", 24, generator_file=tmp_path / "a" / FILES["generator"])
+    assert Image.open(grid).size == (5 * 24, 4 * 24)
 
 
 def test_a_checkpoint_from_another_config_is_refused(tmp_path: Path) -> None:

@@ -34,6 +34,10 @@ def _one_error(proc: subprocess.CompletedProcess[str], prefix: str) -> str:
     (["sample", "--out", "grid.jpg"], "guide-ray world: error:", "--out grid.jpg: expected a .png file"),
     (["sample", "--out", "no/such/dir/grid.png"], "guide-ray world: error:", "does not exist"),
     (["launch"], "guide-ray world: error:", "invalid choice: 'launch'"),
+    (["sample", "--out", "grid.png", "--generator", "no/such/generator.pt"], "guide-ray world: error:",
+     "--generator no/such/generator.pt: no such file"),
+    (["sample", "--out", "grid.png", "--generator", "README.md", "--domain", "ood"], "guide-ray world: error:",
+     "--generator shows in-domain latents only"),
 ])
 def test_bad_arguments_get_one_error_line(argv: list[str], prefix: str, message: str) -> None:
     assert message in _one_error(_cli(*argv), prefix)
