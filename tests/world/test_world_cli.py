@@ -56,3 +56,17 @@ def test_sample_writes_a_grid(tmp_path: Path) -> None:
     proc = _cli("sample", "--out", str(out), "--identities", "2", "--resolution", "32", "--domain", "ood")
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (5 * 32, 2 * 32)  # 5 yaws × 2 identities
+
+
+def test_train_resumes_across_processes(tmp_path: Path) -> None:
+    """Two sittings of the shipped config: the second continues from the first one's checkpoint."""
+    import torch
+
+    first = _cli("train", "--out", str(tmp_path), "--max-steps", "1", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert "id_loss: 1 step(s) this sitting" in first.stdout
+    second = _cli("train", "--out", str(tmp_path), "--max-steps", "1", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    ckpt = torch.load(tmp_path / "checkpoints" / "id_loss.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2
+    assert not (tmp_path / "id_loss.pt").exists()  # 2 of 3000 steps: the stage is not finished
