@@ -14,12 +14,12 @@ import torch
 
 from guide_ray.config.guide import CameraConfig, GuideConfig
 from guide_ray.guide.loop import unlearn
+from guide_ray.backends.eg3d import random_source_latent, yaw_sweep
 from guide_ray.metrics.identity import id_similarity
 from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
 from guide_ray.models.eg3d.presets import build_generator
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
-from guide_ray.pipeline import random_source_latent
 from guide_ray.utils.seeding import make_rng
 
 # image[0, :, 20:22, 30:32] of identity seed 3 at yaw 0.1, const noise, depth draws from seed 0
@@ -65,6 +65,6 @@ def test_id_metric_on_fixed_renders(world) -> None:
     with torch.no_grad():
         for p in G_after.backbone.synthesis.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
-    got = id_similarity(G, G_after, w, StandInIdentity(), camera, n_views=3)
+    got = id_similarity(G, G_after, w, StandInIdentity(), yaw_sweep(camera, 3))
     assert got == pytest.approx(ID_VALUE, abs=1e-5)
-    assert id_similarity(G, G, w, StandInIdentity(), camera, n_views=3) == pytest.approx(1.0, abs=1e-5)
+    assert id_similarity(G, G, w, StandInIdentity(), yaw_sweep(camera, 3)) == pytest.approx(1.0, abs=1e-5)
