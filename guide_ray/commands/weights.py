@@ -16,9 +16,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=__doc__)
     p.add_argument("dir", nargs="?", help="weights directory (default --weights, $GUIDE_RAY_WEIGHTS or ./weights)")
     p.add_argument("--weights", help="weights directory (same as DIR)")
-    p.add_argument("--backend", default="eg3d-ffhq512-128", choices=BACKEND_NAMES,
-                   help="backend whose files must all be there for exit status 0, listed first with where to get "
-                   "each (default: eg3d-ffhq512-128)")
+    p.add_argument("--backend", default="eg3d-ffhq512-128",
+                   help="backend whose files must all be there for exit status 0, listed after the table with where "
+                   f"to get each: {', '.join(BACKEND_NAMES)} (default: eg3d-ffhq512-128)")
     p.add_argument("--metrics", default="ID,ID_others,FID_pre,delta_FID_real",
                    help="comma-separated metrics the runs will compute (default: all four)")
     p.add_argument("--scenarios", default="random,ffhq,celebahq,custom",
