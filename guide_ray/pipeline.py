@@ -157,7 +157,8 @@ class Pipeline:
             return self.backend.source_latent(self.G_s, item.seed, item.guide.camera)
         return self._invert(item.source, item.seed)
 
-    def measure(self, item: WorkItem, G_u: UnlearnableGenerator, w_u: Tensor) -> tuple[dict[str, float | None], int | None]:
+    def measure(self, item: WorkItem, G_u: UnlearnableGenerator,
+                w_u: Tensor) -> tuple[dict[str, float | None], int | None]:
         """The job's metrics (registry names → value; None where not applicable) and the count of
         ID renders that MTCNN could not align (None when no aligned ID metric ran)."""
         wanted = set(self.job.metrics)

@@ -16,7 +16,7 @@ from guide_ray.config.guide import CameraConfig, GuideConfig
 from guide_ray.guide.loop import unlearn
 from guide_ray.backends.eg3d import random_source_latent, yaw_sweep
 from guide_ray.metrics.identity import id_similarity
-from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
+from guide_ray.models.eg3d.camera import yaw_pitch_cameras
 from guide_ray.models.eg3d.presets import build_generator
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual

@@ -145,7 +145,8 @@ def _run(job, seed: int) -> int:
     row = ManifestRow(identity_id=identity_id(seed), scenario="random", seed=seed)
     run_key = item_run_key(job_key(job, f"{job.model.backend}:unlearn-cli", __version__), row, job.variant,
                            job.guide)
-    item = WorkItem(identity_id=row.identity_id, scenario="random", backend=job.model.backend, source="", seed=seed, variant=job.variant,
+    item = WorkItem(identity_id=row.identity_id, scenario="random", backend=job.model.backend, source="", seed=seed,
+                    variant=job.variant,
                     guide=job.guide, run_key=run_key)
     pipeline = Pipeline(job, pick_device(job.device))
     out_dir = artifact_dir(job.run_dir, item.identity_id)

@@ -133,7 +133,8 @@ def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str],
     if scenarios & INVERSION_SCENARIOS:
         with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
                                                  scenarios=sorted(scenarios & INVERSION_SCENARIOS),
-                                                 fid_extractors=plan.kinds, guide_real_features=plan.guide_real_features,
+                                                 fid_extractors=plan.kinds,
+                                                 guide_real_features=plan.guide_real_features,
                                                  inversion=model.inversion.resolved_method(model.backend))
         encoder_files = {k: v for k, v in with_encoder.items() if k not in core}
         # photo identities also depend on how they are inverted

@@ -81,7 +81,8 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The human table (strings): Backend | Scenario | Method | ID ↓ | … | min/identity | ok | failed."""
     records = []
     for _, r in summary.iterrows():
-        rec = {"Backend": r["backend"], "Scenario": r["scenario"], "Method": r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")}
+        method = r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")
+        rec = {"Backend": r["backend"], "Scenario": r["scenario"], "Method": method}
         for metric, header, decimals in METRICS:
             rec[header] = format_cell(r[f"{metric}_mean"], r[f"{metric}_std"], decimals)
         rec["min/identity"] = format_cell(r["minutes_mean"], r["minutes_std"], 1)
