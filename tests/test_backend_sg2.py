@@ -18,7 +18,7 @@ from guide_ray.backends import get_backend
 from guide_ray.config.backends import BACKEND_NAMES, backend_info
 from guide_ray.config.guide import CameraConfig, GuideConfig
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.errors import ConfigError
+from guide_ray.errors import ConfigError, WeightsMissing
 from guide_ray.metrics import fid
 from guide_ray.metrics.identity import id_similarity
 from guide_ray.models import weights as zoo
@@ -130,3 +130,44 @@ def test_photo_identity_is_inverted_by_psp(pipeline: Pipeline, tmp_path: Path) -
                                   pipeline.device, 5).invert(image)
     expected = pipeline.backend._psp.encoder(image) + pipeline.G_s.latent_avg     # pSp: E(x) + latent_avg
     torch.testing.assert_close(w, expected)
+
+
+def test_the_real_backend_reads_generator_and_encoder_from_the_psp_file(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """stylegan2-ffhq1024's path through the seam: G_s = pSp's decoder + latent_avg from the file, photos
+    inverted by that file's encoder (E(x) + latent_avg, every row). The file is written in the released
+    format at the tiny size (a 1024² checkpoint is ~1 GB), so the loader is told the tiny preset."""
+    from collections import OrderedDict
+
+    from guide_ray.models.psp import load as psp_load
+    from guide_ray.models.psp.encoder import GradualStyleEncoder
+    from guide_ray.models.stylegan2.presets import TINY, build_generator
+
+    torch.manual_seed(0)
+    encoder = GradualStyleEncoder(50, "ir_se", n_styles=10, widths=TINY.encoder_widths).eval()
+    decoder, _ = build_generator(BACKEND, seed=3)
+    latent_avg = torch.randn(10, TINY.style_dim)
+    state = OrderedDict([(f"encoder.{k}", v) for k, v in encoder.state_dict().items()] +
+                        [(f"decoder.{k}", v) for k, v in decoder.state_dict().items()])
+    opts = {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "output_size": 64, "start_from_latent_avg": True,
+            "learn_in_w": False}
+    torch.save({"state_dict": state, "opts": opts, "latent_avg": latent_avg}, tmp_path / "psp_ffhq_encode.pt")
+    real_load = psp_load.load_psp
+    monkeypatch.setattr(psp_load, "load_psp", lambda path, **kw: real_load(path, preset=TINY, **kw))
+
+    backend = get_backend("stylegan2-ffhq1024")
+    G = backend.load_generator(tmp_path, torch.device("cpu"))
+    assert torch.equal(G.latent_avg, latent_avg) and not G.training
+    assert all(torch.equal(G.decoder.state_dict()[k], v) for k, v in decoder.state_dict().items())
+    photo = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(photo)
+    x = backend.load_photo(photo)
+    spec = _job(tmp_path, model={"backend": "stylegan2-ffhq1024"}).model.inversion
+    inverter = backend.inverter(G, None, spec, tmp_path, torch.device("cpu"), seed=0)
+    assert inverter.name == "psp" and not inverter.stand_in
+    with torch.no_grad():
+        torch.testing.assert_close(inverter.invert(x), encoder(x) + latent_avg, atol=0, rtol=0)
+    assert set(backend.unlearned_state(G)) == {k for k in decoder.state_dict() if k.split(".")[0] in SYNTHESIS_MODULES}
+    (tmp_path / "psp_ffhq_encode.pt").unlink()
+    with pytest.raises(WeightsMissing, match="psp_ffhq_encode.pt"):
+        get_backend("stylegan2-ffhq1024").load_generator(tmp_path, torch.device("cpu"))
