@@ -3,7 +3,9 @@
 `Pipeline` is what each engine worker holds (networks loaded once on its device); `guide-ray
 unlearn` runs one WorkItem through the same `Pipeline.run`, so both write one format
 (artifacts/<id>/metrics.json, weights, grid, losses). Which metrics exist and what each needs
-comes from the metric registry (guide_ray.config.metrics). No Ray here.
+comes from the metric registry (guide_ray.config.metrics); everything that depends on the
+generator (G_s, source latents, photo inversion, the views of the ID metric and the FID renders,
+the saved tensors) comes from the backend (guide_ray.backends). No Ray here.
 """
 
 from __future__ import annotations
@@ -19,18 +21,18 @@ import torch
 from torch import Tensor
 
 from guide_ray import __version__
+from guide_ray.backends import GeneratorBackend, get_backend
 from guide_ray.config import metrics as registry
 from guide_ray.config.base import fingerprint
-from guide_ray.config.guide import CameraConfig, GuideConfig
+from guide_ray.config.guide import GuideConfig
 from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.errors import ConfigError
+from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.loop import StepHook, UnlearnResult, unlearn
 from guide_ray.metrics import fid
-from guide_ray.metrics.identity import id_metric_for, id_score, render_views
+from guide_ray.metrics.identity import N_VIEWS, id_metric_for, id_score
 from guide_ray.metrics.stats import FidStats, fid_plan, load_real_stats
 from guide_ray.models import weights as weight_registry
-from guide_ray.models.eg3d.camera import frontal_camera
-from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.factory import build_fid_extractor, build_loss_nets
 from guide_ray.utils.files import atomic_file
@@ -55,46 +57,24 @@ class ItemOutcome:
     id_views_unaligned: int | None = None  # renders without an MTCNN face (None: no aligned ID metric ran)
 
 
-def load_generator(backend: str, weights_dir: Path, device: torch.device) -> TriPlaneGenerator:
-    """The pretrained (frozen) generator G_s: the embedded tiny world, or the released EG3D."""
-    if backend == "tiny":
-        from guide_ray.models.eg3d.presets import build_generator
-        G = build_generator("tiny")
-    else:
-        from guide_ray.models.eg3d.checkpoint import load_eg3d
-        G = load_eg3d(weight_registry.resolve_file(weight_registry.EG3D_PKL.name, weights_dir))
-    return G.to(device).eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def random_source_latent(G_s: TriPlaneGenerator, seed: int, camera: CameraConfig) -> Tensor:
-    """GUIDE's Random scenario: w_u = mapping(z, c_front), z ~ N(0, I) from `seed` (drawn on the CPU,
-    so the identity does not depend on the device), psi = 1 → [1, L, C]. c_front uses the
-    camera's radius and FOV, as the unlearning loop's conditioning does."""
-    z = torch.randn(1, G_s.z_dim, generator=make_rng(seed, "source"))
-    device = G_s.backbone.mapping.w_avg.device
-    c_front = frontal_camera(1, camera.look_at_point, camera.radius, camera.fov_deg, device)
-    return G_s.mapping(z.to(device), c_front)
-
-
-def unlearn_copy(G_s: TriPlaneGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
-                 on_step: StepHook | None = None) -> tuple[TriPlaneGenerator, UnlearnResult]:
+def unlearn_copy(G_s: UnlearnableGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
+                 on_step: StepHook | None = None) -> tuple[UnlearnableGenerator, UnlearnResult]:
     """A fresh copy G_u of G_s unlearned towards cfg's target; randomness from `seed`."""
     G_u = copy.deepcopy(G_s)
     result = unlearn(G_u, G_s, w_u, cfg, nets, rng=make_rng(seed, "unlearn", w_u.device), on_step=on_step)
     return G_u, result
 
 
-def write_artifacts(out_dir: Path, G_s: TriPlaneGenerator, G_u: TriPlaneGenerator, result: UnlearnResult,
-                    camera: CameraConfig) -> dict[str, str]:
-    """Unlearned synthesis weights (torch.load(weights_only=True)-loadable), a source / target /
-    unlearned grid over a yaw sweep, and the loss curve (CSV + PNG)."""
+def write_artifacts(out_dir: Path, backend: GeneratorBackend, G_s: UnlearnableGenerator,
+                    G_u: UnlearnableGenerator, result: UnlearnResult, guide: GuideConfig) -> dict[str, str]:
+    """The backend's unlearned tensors (torch.load(weights_only=True)-loadable), a source / target /
+    unlearned grid over the backend's views (EG3D: a yaw sweep), and the loss curve (CSV + PNG)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "unlearned_synthesis.pt"
     with atomic_file(weights) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in G_u.backbone.synthesis.state_dict().items()}, tmp)
-    rows = [render_views(G_s, result.w_u, camera, GRID_VIEWS), render_views(G_s, result.w_t, camera, GRID_VIEWS),
-            render_views(G_u, result.w_u, camera, GRID_VIEWS)]
+        torch.save(backend.unlearned_state(G_u), tmp)
+    views = backend.id_views(guide.camera, GRID_VIEWS)
+    rows = [views(G_s, result.w_u), views(G_s, result.w_t), views(G_u, result.w_u)]
     grid = save_grid(rows, out_dir / "grid.png", labels=["source G_s(w_u)", "target G_s(w_t)", "unlearned G_u(w_u)"])
     lines = ["step,total,local,adj,global"] + [
         f"{i},{p.total:.6g},{p.local:.6g},{p.adj:.6g},{p.global_:.6g}" for i, p in enumerate(result.losses)]
@@ -124,7 +104,8 @@ class Pipeline:
         weight_registry.require_backend_files(          # fail fast, all names at once
             backend, self.weights_dir, metrics=job.metrics, fid_extractors=self.fid_plan.kinds,
             guide_real_features=self.fid_plan.guide_real_features)
-        self.G_s = load_generator(backend, self.weights_dir, self.device)
+        self.backend = get_backend(backend)
+        self.G_s = self.backend.load_generator(self.weights_dir, self.device)
         self.nets = build_loss_nets(backend, self.weights_dir, self.device)
         wants_id = bool(registry.needing("id_network", job.metrics))
         self.id_metric = id_metric_for(backend, self.weights_dir, self.device) if wants_id else None
@@ -132,13 +113,12 @@ class Pipeline:
                            for kind in self.fid_plan.kinds}
         self.real_stats: FidStats | None = None
         self._pre_stats: dict[str, fid.FidStats] = {}          # StatsKey fingerprint → pretrained stats
-        self._encoder = None
         self.inversion_stand_in = False
 
     @property
     def stand_in(self) -> bool:
         nets = [self.nets, self.id_metric, *self.extractors.values()]
-        return (self.job.model.backend == "tiny" or self.inversion_stand_in
+        return (self.backend.info.stand_in or self.inversion_stand_in
                 or any(getattr(n, "stand_in", False) for n in nets))
 
     def prepare(self, cache_dir: Path) -> None:
@@ -162,7 +142,7 @@ class Pipeline:
         G_u, result = unlearn_copy(self.G_s, w_u, item.guide, self.nets, item.seed,
                                    on_step=on_step or _log_every(item.identity_id, item.guide.iterations))
         metrics, unaligned = self.measure(item, G_u, w_u)
-        artifacts = write_artifacts(out_dir, self.G_s, G_u, result, item.guide.camera)
+        artifacts = write_artifacts(out_dir, self.backend, self.G_s, G_u, result, item.guide)
         totals = [p.total for p in result.losses] or [float("nan")]
         outcome = ItemOutcome(metrics=metrics, loss_first=totals[0], loss_last=totals[-1], loss_min=min(totals),
                               iterations=result.steps, artifacts={k: artifacts[k] for k in ("weights", "grid")},
@@ -174,21 +154,22 @@ class Pipeline:
     def source_latent(self, item: WorkItem) -> Tensor:
         """w_u [1, L, C]: mapping of a seeded z (random scenario) or the inversion of the source photo."""
         if item.scenario == "random":
-            return random_source_latent(self.G_s, item.seed, item.guide.camera)
+            return self.backend.source_latent(self.G_s, item.seed, item.guide.camera)
         return self._invert(item.source, item.seed)
 
-    def measure(self, item: WorkItem, G_u: TriPlaneGenerator, w_u: Tensor) -> tuple[dict[str, float | None], int | None]:
+    def measure(self, item: WorkItem, G_u: UnlearnableGenerator,
+                w_u: Tensor) -> tuple[dict[str, float | None], int | None]:
         """The job's metrics (registry names → value; None where not applicable) and the count of
         ID renders that MTCNN could not align (None when no aligned ID metric ran)."""
         wanted = set(self.job.metrics)
         metrics: dict[str, float | None] = dict.fromkeys(registry.METRIC_NAMES)
-        camera = item.guide.camera
+        views = self.backend.id_views(item.guide.camera, N_VIEWS)
         scores = []
         if registry.ID.name in wanted:
-            scores.append(id_score(self.G_s, G_u, w_u, self.id_metric, camera))
+            scores.append(id_score(self.G_s, G_u, w_u, self.id_metric, views))
             metrics[registry.ID.name] = scores[-1].similarity
         if registry.ID_OTHERS.name in wanted and item.other_images:
-            others = [id_score(self.G_s, G_u, self._invert(p, item.seed), self.id_metric, camera)
+            others = [id_score(self.G_s, G_u, self._invert(p, item.seed), self.id_metric, views)
                       for p in item.other_images]
             metrics[registry.ID_OTHERS.name] = sum(s.similarity for s in others) / len(others)
             scores += others
@@ -197,7 +178,7 @@ class Pipeline:
         counts = [s.unaligned for s in scores if s.unaligned is not None]
         return metrics, (sum(counts) if counts else None)
 
-    def _fid_metrics(self, guide: GuideConfig, G_u: TriPlaneGenerator, wanted: set[str]) -> dict[str, float]:
+    def _fid_metrics(self, guide: GuideConfig, G_u: UnlearnableGenerator, wanted: set[str]) -> dict[str, float]:
         """FID_pre and ΔFID_real with the identity's effective camera and noise; one extractor per distance."""
         self.prepare(self.job.fid_cache_dir)
         pre = self._pretrained_stats(guide)
@@ -223,10 +204,11 @@ class Pipeline:
             self._pre_stats[fingerprint(key)] = stats
         return {name: self._pre_stats[fingerprint(key)] for name, key in keys.items()}
 
-    def _stats(self, G: TriPlaneGenerator, guide: GuideConfig, role: fid.Role) -> dict[str, FidStats]:
+    def _stats(self, G: UnlearnableGenerator, guide: GuideConfig, role: fid.Role) -> dict[str, FidStats]:
         s = self.job.fid
         return fid.generator_stats(G, s.num_samples, seed=s.seed, role=role, camera=guide.camera,
-                                   extractors=list(self.extractors.values()), batch_size=s.batch_size,
+                                   extractors=list(self.extractors.values()),
+                                   render=self.backend.fid_render(guide.camera), batch_size=s.batch_size,
                                    device=self.device, noise_mode=guide.noise_mode)
 
     def _stats_key(self, generator_id: str, extractor: str, guide: GuideConfig) -> fid.StatsKey:
@@ -252,26 +234,12 @@ class Pipeline:
         }
 
     def _invert(self, path: str, seed: int) -> Tensor:
-        from guide_ray.guide.inversion import load_face_image
-        image = load_face_image(Path(path)).to(self.device)
-        inverter = self._inverter_for(seed)
+        """w [1, L, C] of a photo, by the job's inversion method (ModelSpec.inversion) for this backend."""
+        image = self.backend.load_photo(Path(path)).to(self.device)
+        inverter = self.backend.inverter(self.G_s, self.nets, self.job.model.inversion, self.weights_dir,
+                                         self.device, seed)
         self.inversion_stand_in = inverter.stand_in
         return inverter.invert(image).detach()
-
-    def _inverter_for(self, seed: int):
-        """The job's inversion method (ModelSpec.inversion), seeded from the identity's seed."""
-        from guide_ray.guide.inversion import GoaeInverter, ProjectionInverter
-        spec = self.job.model.inversion
-        if spec.resolved_method(self.job.model.backend) == "projection":
-            return ProjectionInverter(self.G_s, self.nets.perceptual, steps=spec.projection_steps,
-                                      lr=spec.projection_lr, seed=derive_seed(seed, "invert"))
-        if self._encoder is None:  # loaded once per worker
-            from guide_ray.models.goae.load import load_goae_encoder
-            path = weight_registry.resolve_file(weight_registry.GOAE_ENCODER.name, self.weights_dir)
-            self._encoder = load_goae_encoder(path, self.device)
-        generator = make_rng(seed, "invert", self.device) if spec.goae_train_mode else None
-        return GoaeInverter(self._encoder, self.G_s.backbone.mapping.w_avg, train_mode=spec.goae_train_mode,
-                            generator=generator)
 
 
 def _log_every(identity_id: str, iterations: int, every: int = 50) -> StepHook:

@@ -14,12 +14,12 @@ import torch
 
 from guide_ray.config.guide import CameraConfig, GuideConfig
 from guide_ray.guide.loop import unlearn
+from guide_ray.backends.eg3d import random_source_latent, yaw_sweep
 from guide_ray.metrics.identity import id_similarity
-from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
+from guide_ray.models.eg3d.camera import yaw_pitch_cameras
 from guide_ray.models.eg3d.presets import build_generator
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
-from guide_ray.pipeline import random_source_latent
 from guide_ray.utils.seeding import make_rng
 
 # image[0, :, 20:22, 30:32] of identity seed 3 at yaw 0.1, const noise, depth draws from seed 0
@@ -65,6 +65,38 @@ def test_id_metric_on_fixed_renders(world) -> None:
     with torch.no_grad():
         for p in G_after.backbone.synthesis.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
-    got = id_similarity(G, G_after, w, StandInIdentity(), camera, n_views=3)
+    got = id_similarity(G, G_after, w, StandInIdentity(), yaw_sweep(camera, 3))
     assert got == pytest.approx(ID_VALUE, abs=1e-5)
-    assert id_similarity(G, G, w, StandInIdentity(), camera, n_views=3) == pytest.approx(1.0, abs=1e-5)
+    assert id_similarity(G, G, w, StandInIdentity(), yaw_sweep(camera, 3)) == pytest.approx(1.0, abs=1e-5)
+
+
+# GUIDE-SG2 on stylegan2-tiny (guide_ray/backends/stylegan2.py): the ID view of identity seed 3,
+# image[0, :, 20:22, 30:32] (const noise); the stand-in ID over that one view with the synthesis
+# convolutions perturbed by 0.3 N(0, 1) (seed 1); FID renders of z ~ seed 4, noise from seed 5,
+# image[:, 0, 10, 10:12].
+SG2_VIEW_SLICE = [1.9156441688537598, 1.7968469858169556, 1.9671510457992554, 1.846281886100769,
+                  1.788692831993103, 1.6981847286224365, 1.7629289627075195, 1.665777325630188,
+                  -0.648894727230072, -0.5031075477600098, -0.6150414347648621, -0.47089457511901855]
+SG2_ID_VALUE = 0.9808327555656433
+SG2_FID_RENDER_SLICE = [0.8997886776924133, 0.8808673620223999, 0.9199399948120117, 0.9822099208831787]
+
+
+def test_stylegan2_tiny_views_id_and_fid_renders() -> None:
+    from guide_ray.backends import get_backend
+
+    backend, camera = get_backend("stylegan2-tiny"), CameraConfig()
+    G = backend.load_generator(None, torch.device("cpu"))         # stand-in: reads no file
+    w = backend.source_latent(G, 3, camera)
+    views = backend.id_views(camera, 11)
+    image = views(G, w)
+    assert image.shape == (1, 3, 64, 64)                           # 2D: one view, whatever n_views is
+    torch.testing.assert_close(image[0, :, 20:22, 30:32].flatten(), torch.tensor(SG2_VIEW_SLICE), atol=1e-5, rtol=1e-4)
+    G_after = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G_after.synthesis_parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    assert id_similarity(G, G_after, w, StandInIdentity(), views) == pytest.approx(SG2_ID_VALUE, abs=1e-5)
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(4))
+    renders = backend.fid_render(camera)(G, z, torch.zeros(2), torch.Generator().manual_seed(5), "random")
+    torch.testing.assert_close(renders[:, 0, 10, 10:12].flatten(), torch.tensor(SG2_FID_RENDER_SLICE),
+                               atol=1e-5, rtol=1e-4)

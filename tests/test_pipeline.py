@@ -34,7 +34,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
 
 
 def _item(tmp_path: Path, **changes) -> WorkItem:
-    base = dict(identity_id="person-1", scenario="custom", source=_photo(tmp_path / "a.png", 0),
+    base = dict(identity_id="person-1", scenario="custom", backend="tiny", source=_photo(tmp_path / "a.png", 0),
                 other_images=(_photo(tmp_path / "b.png", 1),), seed=5, variant="guide",
                 guide=GuideConfig(iterations=2), run_key="k")
     return WorkItem(**{**base, **changes})

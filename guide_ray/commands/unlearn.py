@@ -20,9 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
+    from guide_ray.config.backends import BACKEND_NAMES
+
     p = sub.add_parser(name, help=help_text, description=__doc__)
-    p.add_argument("--backend", "--preset", dest="backend", default="tiny", choices=["tiny", "eg3d-ffhq512-128"],
-                   help="'tiny' = embedded untrained stand-in world (CPU); 'eg3d-ffhq512-128' = released EG3D")
+    p.add_argument("--backend", "--preset", dest="backend", default="tiny", choices=BACKEND_NAMES,
+                   help="'tiny' = embedded untrained EG3D stand-in world (CPU); 'eg3d-ffhq512-128' = released EG3D; "
+                   "'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2 (StyleGAN2 + pSp); see "
+                   "guide_ray/config/backends.py")
     p.add_argument("--seed", type=int, default=0, help="identity seed (z of w_u) and every random draw of the run")
     p.add_argument("--iterations", type=int, help="unlearning steps (default: the variant's, 1000)")
     p.add_argument("--variant", default="guide", help="baseline | extrapolated | extrapolated+adj | guide | ...")
@@ -141,7 +145,8 @@ def _run(job, seed: int) -> int:
     row = ManifestRow(identity_id=identity_id(seed), scenario="random", seed=seed)
     run_key = item_run_key(job_key(job, f"{job.model.backend}:unlearn-cli", __version__), row, job.variant,
                            job.guide)
-    item = WorkItem(identity_id=row.identity_id, scenario="random", source="", seed=seed, variant=job.variant,
+    item = WorkItem(identity_id=row.identity_id, scenario="random", backend=job.model.backend, source="", seed=seed,
+                    variant=job.variant,
                     guide=job.guide, run_key=run_key)
     pipeline = Pipeline(job, pick_device(job.device))
     out_dir = artifact_dir(job.run_dir, item.identity_id)

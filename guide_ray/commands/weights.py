@@ -11,11 +11,14 @@ from pathlib import Path
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
+    from guide_ray.config.backends import BACKEND_NAMES
+
     p = sub.add_parser(name, help=help_text, description=__doc__)
     p.add_argument("dir", nargs="?", help="weights directory (default --weights, $GUIDE_RAY_WEIGHTS or ./weights)")
     p.add_argument("--weights", help="weights directory (same as DIR)")
     p.add_argument("--backend", default="eg3d-ffhq512-128",
-                   help="backend whose files must all be there for exit status 0 (default: eg3d-ffhq512-128)")
+                   help="backend whose files must all be there for exit status 0, listed after the table with where "
+                   f"to get each: {', '.join(BACKEND_NAMES)} (default: eg3d-ffhq512-128)")
     p.add_argument("--metrics", default="ID,ID_others,FID_pre,delta_FID_real",
                    help="comma-separated metrics the runs will compute (default: all four)")
     p.add_argument("--scenarios", default="random,ffhq,celebahq,custom",
@@ -38,6 +41,11 @@ def main(args: argparse.Namespace) -> int:
     needed = weight_registry.needed_files(args.backend, metrics=_names(args.metrics), scenarios=_names(args.scenarios))
     statuses = weight_registry.check_weights(weight_registry.resolve_weights_dir(args.dir or args.weights))
     print(weight_registry.format_weights_report(statuses))
+    if needed:
+        print(f"\nfiles backend {args.backend} needs, and where to get each:")
+        print("\n".join(f"  {f.name}: {f.url}" for f in needed))
+    else:
+        print(f"\nbackend {args.backend} needs no file (embedded stand-in networks)")
     blocking = [s for s in statuses if s.status in ("missing", "wrong-hash")
                 and (s.file in needed or s.status == "wrong-hash")]
     if blocking:

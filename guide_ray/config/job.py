@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from guide_ray.config.backends import BACKEND_NAMES, INVERSION_METHODS, backend_info
 from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig, apply_overrides
 from guide_ray.config.manifest import ManifestRow, Scenario, resolve_media
@@ -26,32 +27,34 @@ from guide_ray.errors import ConfigError
 Metric = Literal[METRIC_NAMES]  # type: ignore[valid-type]  # the registry's names, validated by pydantic
 FID_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if "samples" in m.needs)
 FidExtractor = Literal["pytorch-fid", "clean-fid"]
-Backend = Literal["tiny", "eg3d-ffhq512-128"]
+Backend = Literal[BACKEND_NAMES]  # type: ignore[valid-type]  # guide_ray.config.backends
+InversionMethod = Literal[INVERSION_METHODS]  # type: ignore[valid-type]
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class InversionSpec(StrictModel):
     """How a photo becomes w_u. Chosen explicitly per backend; nothing falls back silently."""
 
-    method: Literal["goae", "projection"] | None = Field(
-        None, description="None = 'goae' on eg3d-ffhq512-128 (needs encoder_FFHQ.pt), 'projection' on tiny "
-        "(no encoder exists for the stand-in world)")
+    method: InversionMethod | None = Field(
+        None, description="None = the backend's default (guide_ray.config.backends): 'goae' on eg3d-ffhq512-128 "
+        "(needs encoder_FFHQ.pt), 'projection' on tiny (no encoder exists for the stand-in world), 'psp' on the "
+        "StyleGAN2 backends")
     goae_train_mode: bool = Field(
         False, description="invert with the encoder in train mode (DropPath/dropout on, seeded), as GUIDE's code does")
     projection_steps: int = Field(200, ge=1, description="Adam steps of the optimisation-based W+ projection")
     projection_lr: float = Field(0.01, gt=0, description="learning rate of the projection")
 
     def resolved_method(self, backend: str) -> str:
-        if self.method is not None:
-            return self.method
-        return "projection" if backend == "tiny" else "goae"
+        return self.method if self.method is not None else backend_info(backend).default_inversion
 
 
 class ModelSpec(StrictModel):
     """Which generator (and matching encoder / metric networks) the workers load."""
 
     backend: Backend = Field(
-        "tiny", description="'tiny' = embedded CPU-sized default; 'eg3d-ffhq512-128' = the released EG3D"
+        "tiny", description="generator backend (guide_ray.config.backends): 'tiny' = embedded CPU-sized EG3D "
+        "default; 'eg3d-ffhq512-128' = the released EG3D; 'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2's "
+        "2D StyleGAN2 + pSp"
     )
     weights_dir: str | None = Field(
         None, description="folder of pretrained files (relative to the YAML); None = $GUIDE_RAY_WEIGHTS or ./weights"
@@ -59,9 +62,12 @@ class ModelSpec(StrictModel):
     inversion: InversionSpec = InversionSpec()
 
     @model_validator(mode="after")
-    def _goae_needs_a_real_backend(self) -> ModelSpec:
-        if self.backend == "tiny" and self.inversion.method == "goae":
-            raise ValueError("inversion.method 'goae' needs a real backend: GOAE was trained for EG3D FFHQ")
+    def _inversion_fits_the_backend(self) -> ModelSpec:
+        methods = backend_info(self.backend).inverters
+        if self.inversion.method is not None and self.inversion.method not in methods:
+            why = " (GOAE was trained for EG3D FFHQ)" if self.inversion.method == "goae" else ""
+            raise ValueError(f"inversion.method {self.inversion.method!r} does not apply to backend "
+                             f"{self.backend!r}{why}; it inverts photos with {', '.join(map(repr, methods))}")
         return self
 
 
@@ -152,6 +158,7 @@ class WorkItem(StrictModel):
 
     identity_id: str
     scenario: Scenario
+    backend: Backend = Field(description="the job's generator backend, recorded with the result")
     source: str = Field(description="absolute path or URI; '' for random")
     other_images: tuple[str, ...] = ()
     seed: int
@@ -208,6 +215,7 @@ def make_work_item(
     return WorkItem(
         identity_id=row.identity_id,
         scenario=row.scenario,
+        backend=job.model.backend,
         source=resolve_media(row.source, manifest_dir),
         other_images=tuple(resolve_media(p, manifest_dir) for p in row.other_images),
         seed=row.seed,

@@ -51,13 +51,14 @@ from guide_ray.engine.worker import PipelineFactory, describe_exception
 from guide_ray.errors import ConfigError, GuideRayError, ManifestRowError
 from guide_ray.store import artifacts, ownership, results
 from guide_ray.store.runkey import item_run_key, job_key
+from guide_ray.models.weights import PHOTO_SCENARIOS
 from guide_ray.store.schema import ResultRow
 from guide_ray.utils.text import escape
 
 log = logging.getLogger(__name__)
 
 RESOLVED_JOB = "job.resolved.json"
-INVERSION_SCENARIOS = frozenset({"ffhq", "celebahq", "custom"})  # identities the encoder inverts from a photo
+INVERSION_SCENARIOS = frozenset(PHOTO_SCENARIOS)  # identities the backend's inverter makes from a photo
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,11 @@ class RunSummary:
 def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str], fid: FidSpec) -> WeightsKey:
     """sha256s of the weight files a job reads, split by who depends on them (see WeightsKey).
 
-    The model zoo (guide_ray.models.weights) knows which files a backend, its metrics (with the
-    FID extractors of `fid`) and photo inversion read; a missing or corrupt file fails here,
-    before any Ray work. A job's own real-image statistics (fid.real_stats) count as a core file.
+    The model zoo (guide_ray.models.weights, from the backend registry guide_ray.config.backends)
+    knows which files a backend, its metrics (with the FID extractors of `fid`) and its photo
+    inversion method read; a missing or corrupt file fails here, before any Ray work. A job's own
+    real-image statistics (fid.real_stats) count as a core file. On stylegan2-ffhq1024 the pSp file
+    holds the generator and the encoder, so it is a core file.
     """
     from guide_ray.metrics.stats import fid_plan
     from guide_ray.models import weights as zoo
@@ -128,13 +131,12 @@ def weights_key(model: ModelSpec, metrics: tuple[str, ...], scenarios: set[str],
         core = {**core, "fid.real_stats": Path(fid.real_stats)}
     encoder_fp = None
     if scenarios & INVERSION_SCENARIOS:
-        encoder_files: dict[str, Path] = {}
-        if model.inversion.resolved_method(model.backend) == "goae":
-            with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
-                                                     scenarios=sorted(scenarios & INVERSION_SCENARIOS),
-                                                     fid_extractors=plan.kinds,
-                                                     guide_real_features=plan.guide_real_features)
-            encoder_files = {k: v for k, v in with_encoder.items() if k not in core}
+        with_encoder = zoo.require_backend_files(model.backend, weights_dir, metrics=metrics,
+                                                 scenarios=sorted(scenarios & INVERSION_SCENARIOS),
+                                                 fid_extractors=plan.kinds,
+                                                 guide_real_features=plan.guide_real_features,
+                                                 inversion=model.inversion.resolved_method(model.backend))
+        encoder_files = {k: v for k, v in with_encoder.items() if k not in core}
         # photo identities also depend on how they are inverted
         encoder_fp = fingerprint({"files": _digest(model.backend, encoder_files),
                                   "inversion": model.inversion.model_dump(mode="json")})

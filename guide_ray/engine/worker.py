@@ -170,5 +170,5 @@ def failed_row(item: WorkItem, error: str, seconds: float, *, placement: Placeme
 
 
 def _item_fields(item: WorkItem) -> dict[str, object]:
-    return {"identity_id": item.identity_id, "scenario": item.scenario, "variant": item.variant,
-            "seed": item.seed, "source": item.source, "run_key": item.run_key}
+    return {"identity_id": item.identity_id, "scenario": item.scenario, "backend": item.backend,
+            "variant": item.variant, "seed": item.seed, "source": item.source, "run_key": item.run_key}

@@ -10,6 +10,9 @@ from seeded torch.Generators, and the pretrained generator's statistics are cach
 a fingerprint of everything they depend on, so they are computed once per (G, extractor, n, seed,
 camera, batching, noise mode) for all identities.
 
+How a sample is rendered comes from the backend (guide_ray.backends: `fid_render`); on EG3D it is
+GUIDE's protocol above, on a 2D backend z → image (the yaw draw is made and ignored).
+
 Pairing, as GUIDE's evaluate_fid.py: both generators see the same z and yaw sequence (one CPU
 generator seeded with the FID seed), but each draws its own backbone noise and renderer depths
 (a stream per generator role), so FID_pre has no artificial floor from shared noise. The camera
@@ -31,7 +34,6 @@ from torch import Tensor, nn
 from guide_ray.config.base import StrictModel, fingerprint
 from guide_ray.config.guide import CameraConfig
 from guide_ray.metrics.stats import FidStats, frechet_distance
-from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
 from guide_ray.models.nets.inception import FeatureExtractor
 from guide_ray.utils.images import quantize_like_png
 from guide_ray.utils.seeding import derive_seed
@@ -39,6 +41,8 @@ from guide_ray.utils.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 Role = Literal["pretrained", "unlearned"]   # names the generator's own noise / depth stream
+# G, z [B, z_dim], yaw [B], render generator, noise mode → images [B, 3, R, R] (guide_ray.backends.SampleRender)
+SampleRender = Callable[[nn.Module, Tensor, Tensor, torch.Generator, str], Tensor]
 
 
 def fid_pre(stats_pretrained: FidStats, stats_unlearned: FidStats) -> float:
@@ -107,19 +111,20 @@ def generator_fingerprint(G: nn.Module) -> str:
 
 def generator_stats(
     G: nn.Module, n: int, *, seed: int, role: Role, camera: CameraConfig, extractors: Sequence[FeatureExtractor],
-    batch_size: int = 8, device: torch.device | str = "cpu", noise_mode: str = "random",
+    render: SampleRender, batch_size: int = 8, device: torch.device | str = "cpu", noise_mode: str = "random",
 ) -> dict[str, FidStats]:
     """FidStats of n samples of G per extractor (by name), rendered once (see generator_features)."""
-    feats = generator_features(G, n, seed=seed, role=role, camera=camera, extractors=extractors,
+    feats = generator_features(G, n, seed=seed, role=role, camera=camera, extractors=extractors, render=render,
                                batch_size=batch_size, device=device, noise_mode=noise_mode)
     return {name: FidStats.from_features(f, extractor=name) for name, f in feats.items()}
 
 
 def generator_features(
     G: nn.Module, n: int, *, seed: int, role: Role, camera: CameraConfig, extractors: Sequence[FeatureExtractor],
-    batch_size: int = 8, device: torch.device | str = "cpu", noise_mode: str = "random",
+    render: SampleRender, batch_size: int = 8, device: torch.device | str = "cpu", noise_mode: str = "random",
 ) -> dict[str, np.ndarray]:
-    """Features [n, D] (float64) per extractor name of n samples rendered as in GUIDE's evaluate_fid.
+    """Features [n, D] (float64) per extractor name of n samples rendered by `render` (the backend's;
+    on EG3D as in GUIDE's evaluate_fid).
 
     z [n, z_dim] and yaw [n] come from a CPU torch.Generator seeded with `seed` (so they do not
     depend on the device, batch size or generator: pretrained and unlearned samples pair up);
@@ -139,7 +144,7 @@ def generator_features(
     try:
         batches = [
             _features_of_batch(G, z[i:i + batch_size].to(device), yaw[i:i + batch_size].to(device),
-                               camera, extractors, render_rng, noise_mode)
+                               render, extractors, render_rng, noise_mode)
             for i in range(0, n, batch_size)
         ]
     finally:
@@ -148,16 +153,12 @@ def generator_features(
 
 
 def _features_of_batch(
-    G: nn.Module, z: Tensor, yaw: Tensor, camera: CameraConfig, extractors: Sequence[FeatureExtractor],
+    G: nn.Module, z: Tensor, yaw: Tensor, render: SampleRender, extractors: Sequence[FeatureExtractor],
     render_rng: torch.Generator, noise_mode: str,
 ) -> dict[str, np.ndarray]:
-    """One batch: frontal-conditioned mapping (psi = 1), render at a random yaw, quantise, featurise."""
-    pitch = torch.pi / 2 + camera.pitch_offset                                      # polar angle
-    c = yaw_pitch_cameras(yaw, pitch, camera.look_at_point, camera.radius, camera.fov_deg)      # [B, 25]
-    c_front = frontal_camera(len(z), camera.look_at_point, camera.radius, camera.fov_deg, z.device)
+    """One batch: render (psi = 1), quantise as the PNGs were, featurise."""
     with torch.no_grad():
-        ws = G.mapping(z, c_front, truncation_psi=1)                               # [B, num_ws, w_dim]
-        img = quantize_like_png(G.synthesis(ws, c, noise_mode=noise_mode, generator=render_rng)["image"])
+        img = quantize_like_png(render(G, z, yaw, render_rng, noise_mode))
     return {e.name: e(img).numpy() for e in extractors}
 
 

@@ -1,6 +1,7 @@
-"""ID / ID_others: identity cosine of the same latent before vs after unlearning, over a yaw sweep.
+"""ID / ID_others: identity cosine of the same latent before vs after unlearning, over the backend's views.
 
-As in GUIDE's evaluation: 11 views, yaw linspace(−pi/12, pi/12), pitch pi/2 − 0.2, images
+The views come from the backend (guide_ray.backends): on EG3D GUIDE's evaluation sweep (11 views,
+yaw linspace(−pi/12, pi/12), pitch pi/2 − 0.2), on a 2D backend the single image. Images are
 quantised to 8 bits as the saved PNGs are, one embedder for both renders. Lower = forgotten.
 On real weights every render is MTCNN-aligned first (`AlignedIdentity`, GUIDE's IDSimNet); a
 render without a detected face falls back to the ID-loss crop and is counted (`IdScore.unaligned`),
@@ -9,23 +10,22 @@ where GUIDE's code would crash. The tiny world's stand-in embedder takes the ren
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from guide_ray.config.guide import CameraConfig
+from guide_ray.config.backends import backend_info
 from guide_ray.metrics.align import align_faces
-from guide_ray.models.eg3d.camera import yaw_pitch_cameras
-from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 from guide_ray.models.nets.base import IdentityEmbedder
 from guide_ray.models.nets.factory import build_id_metric
 from guide_ray.models.nets.identity import idloss_crop
 from guide_ray.utils.images import dequantize, quantize_like_png
 
-N_VIEWS = 11
+N_VIEWS = 11          # GUIDE's yaw sweep; a 2D backend renders one view whatever this is
+Views = Callable[[nn.Module, Tensor], Tensor]   # G, w [1, L, C] → images [V, 3, R, R] (guide_ray.backends.Views)
 
 
 class AlignedIdentity:
@@ -50,8 +50,9 @@ IdMetric = AlignedIdentity | IdentityEmbedder
 
 
 def id_metric_for(backend: str, weights_dir: Path | str, device: torch.device | str) -> IdMetric:
-    """The ID / ID_others metric of a backend: aligned CurricularFace on real weights, the stand-in on tiny."""
-    if backend == "tiny":
+    """The ID / ID_others metric of a backend: aligned CurricularFace on real weights, the stand-in on
+    stand-in backends (guide_ray.config.backends)."""
+    if backend_info(backend).stand_in:
         return build_id_metric(backend, weights_dir, device)
     return AlignedIdentity(build_id_metric(backend, weights_dir, device, crop="none"))
 
@@ -70,30 +71,15 @@ def _embed(metric: IdMetric, images: Tensor) -> tuple[Tensor, int | None]:
 
 
 @torch.no_grad()
-def render_views(G: TriPlaneGenerator, w: Tensor, camera: CameraConfig, n_views: int = N_VIEWS,
-                 seed: int = 0) -> Tensor:
-    """w [1, L, C] rendered over the yaw sweep → [n_views, 3, R, R], constant noise, seeded depth draws."""
-
-    yaws = torch.linspace(-camera.yaw_range, camera.yaw_range, n_views, device=w.device)
-    c = yaw_pitch_cameras(yaws, math.pi / 2 + camera.pitch_offset, camera.look_at_point, camera.radius,
-                          camera.fov_deg)
-    rng = torch.Generator(device=w.device).manual_seed(seed)
-    images = [G.synthesis(w, c[i:i + 1], noise_mode="const", generator=rng)["image"] for i in range(n_views)]
-    return torch.cat(images)
-
-
-@torch.no_grad()
-def id_score(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor, metric: IdMetric,
-             camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> IdScore:
-    """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over the sweep."""
-    before = dequantize(quantize_like_png(render_views(G_before, w, camera, n_views, seed)))
-    after = dequantize(quantize_like_png(render_views(G_after, w, camera, n_views, seed)))
+def id_score(G_before: nn.Module, G_after: nn.Module, w: Tensor, metric: IdMetric, views: Views) -> IdScore:
+    """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over `views` (the backend's)."""
+    before = dequantize(quantize_like_png(views(G_before, w)))
+    after = dequantize(quantize_like_png(views(G_after, w)))
     (e_before, miss_before), (e_after, miss_after) = _embed(metric, before), _embed(metric, after)
     unaligned = None if miss_before is None else miss_before + miss_after
     return IdScore(float((e_before * e_after).sum(dim=1).mean()), unaligned)
 
 
-def id_similarity(G_before: TriPlaneGenerator, G_after: TriPlaneGenerator, w: Tensor, metric: IdMetric,
-                  camera: CameraConfig, n_views: int = N_VIEWS, seed: int = 0) -> float:
+def id_similarity(G_before: nn.Module, G_after: nn.Module, w: Tensor, metric: IdMetric, views: Views) -> float:
     """`id_score`'s similarity alone."""
-    return id_score(G_before, G_after, w, metric, camera, n_views, seed).similarity
+    return id_score(G_before, G_after, w, metric, views).similarity

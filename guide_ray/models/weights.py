@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from guide_ray.config.backends import BACKEND_NAMES, backend_info
 from guide_ray.config.metrics import METRIC_NAMES, metric
 from guide_ray.errors import ConfigError, WeightsInvalid, WeightsMissing
 from guide_ray.utils.files import file_sha256
@@ -25,8 +26,7 @@ from guide_ray.utils.files import file_sha256
 ENV_VAR = "GUIDE_RAY_WEIGHTS"
 DEFAULT_DIR = "weights"
 
-Backend = Literal["tiny", "eg3d-ffhq512-128"]
-BACKENDS: tuple[str, ...] = ("tiny", "eg3d-ffhq512-128")
+BACKENDS: tuple[str, ...] = BACKEND_NAMES          # guide_ray.config.backends
 SCENARIOS: tuple[str, ...] = ("random", "ffhq", "celebahq", "custom")  # manifest scenarios; all but random invert a photo
 IdMetricKind = Literal["curricularface", "insightface", "irse50"]
 FidExtractorKind = Literal["pytorch-fid", "clean-fid"]
@@ -77,14 +77,15 @@ IR_SE50 = WeightFile(
     "IR-SE50 ArcFace (pSp / TreB1eN) for GUIDE's identity loss",
     "https://drive.google.com/file/d/1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn/view (pixel2style2pixel README; "
     "also GUIDE's Google Drive folder)",
-    None, NOT_PUBLISHED, "eg3d-ffhq512-128: unlearn, run (ID loss); metrics ID, ID_others with ID network irse50",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128, stylegan2-ffhq1024: unlearn, run (ID loss); metrics ID, ID_others "
+    "with ID network irse50",
 )
 CURRICULARFACE = WeightFile(
     "CurricularFace_Backbone.pth",
     "CurricularFace IR-101 for GUIDE's ID / ID_others metric",
     "https://drive.google.com/file/d/1f4IwVa2-Bn9vWLwB-bUwm53U_MlvinAj/view (pixel2style2pixel README; "
     "HuangYG123/CurricularFace; GUIDE's Google Drive folder)",
-    None, NOT_PUBLISHED, "eg3d-ffhq512-128: metrics ID, ID_others (default ID network)",
+    None, NOT_PUBLISHED, "eg3d-ffhq512-128, stylegan2-ffhq1024: metrics ID, ID_others (default ID network)",
 )
 GOAE_ENCODER = WeightFile(
     "encoder_FFHQ.pt",
@@ -100,7 +101,7 @@ VGG16 = WeightFile(
     "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
     "torchvision publishes the prefix 397923af in the file name (torch.hub's hash-prefix rule); "
     "the full digest is the one pinned independently by several public projects",
-    "eg3d-ffhq512-128: unlearn, run (LPIPS loss)",
+    "eg3d-ffhq512-128, stylegan2-ffhq1024: unlearn, run (LPIPS loss)",
 )
 INCEPTION = WeightFile(
     "inception-2015-12-05.pt",
@@ -117,14 +118,16 @@ PT_INCEPTION = WeightFile(
     "evaluate_fid.py and of ffhq_real_feat.npy",
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     None, "pytorch-fid publishes the sha256 prefix 6726825d in the file name (torch.hub's hash-prefix rule)",
-    "eg3d-ffhq512-128: metrics FID_pre, delta_FID_real (default extractor); guide-ray fid-stats",
+    "eg3d-ffhq512-128, stylegan2-ffhq1024: metrics FID_pre, delta_FID_real (default extractor); "
+    "guide-ray fid-stats",
     sha256_prefix="6726825d",
 )
 FFHQ_FEATS = WeightFile(
     "ffhq_real_feat.npy",
     "GUIDE's Inception features of real FFHQ images, an N x 2048 matrix (pytorch-fid extractor)",
     GUIDE_DRIVE, None, NOT_PUBLISHED,
-    "eg3d-ffhq512-128: metric delta_FID_real (unless fid.real_stats names a guide-ray fid-stats file)",
+    "eg3d-ffhq512-128, stylegan2-ffhq1024: metric delta_FID_real (unless fid.real_stats names a guide-ray "
+    "fid-stats file)",
 )
 INSIGHTFACE_ARCFACE = WeightFile(
     "w600k_r50.onnx",
@@ -155,7 +158,7 @@ FID_EXTRACTOR_FILES: dict[str, WeightFile] = {"pytorch-fid": PT_INCEPTION, "clea
 FID_EXTRACTOR_NAMES: dict[str, str] = {"pytorch-fid": "pytorch-fid-inception-v3",
                                        "clean-fid": "clean-fid-inception-v3"}
 GUIDE_REAL_FEATURES_EXTRACTOR = "pytorch-fid"   # the extractor that produced ffhq_real_feat.npy
-_SCENARIOS_NEEDING_ENCODER = ("ffhq", "celebahq", "custom")
+PHOTO_SCENARIOS: tuple[str, ...] = ("ffhq", "celebahq", "custom")   # identities inverted from a photo
 
 
 @dataclass(frozen=True)
@@ -195,13 +198,17 @@ def check_weights(weights_dir: Path | str, *, files: Sequence[WeightFile] = WEIG
 def needed_files(
     backend: str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
     id_metric: IdMetricKind = "curricularface", fid_extractors: Iterable[str] = (GUIDE_REAL_FEATURES_EXTRACTOR,),
-    guide_real_features: bool = True,
+    guide_real_features: bool = True, inversion: str | None = None,
 ) -> list[WeightFile]:
-    """Files a run of `backend` reads: generator + loss nets, the encoder if a scenario inverts
-    photos, and what the requested metrics need (guide_ray.config.metrics): the ID network, the
-    files of `fid_extractors`, and GUIDE's real features unless the job brings its own statistics
-    (`guide_real_features=False`). The `tiny` backend needs none."""
+    """Files a run of `backend` reads: generator + loss nets (guide_ray.config.backends), the files
+    of the `inversion` method (default: the backend's) if a scenario inverts photos, and what the
+    requested metrics need (guide_ray.config.metrics): the ID network, the files of
+    `fid_extractors`, and GUIDE's real features unless the job brings its own statistics
+    (`guide_real_features=False`). Stand-in backends (tiny, stylegan2-tiny) need none."""
     _check_choice("backend", backend, BACKENDS)
+    info = backend_info(backend)
+    inversion = inversion or info.default_inversion
+    _check_choice(f"inversion method of {backend}", inversion, tuple(info.inverters))
     scenarios, extractors = list(scenarios), list(fid_extractors)
     for scenario in scenarios:
         _check_choice("scenario", scenario, SCENARIOS)
@@ -212,11 +219,11 @@ def needed_files(
     _check_choice("id metric", id_metric, tuple(_ID_METRIC_FILES))
     for kind in extractors:
         _check_choice("FID extractor", kind, tuple(FID_EXTRACTOR_FILES))
-    if backend == "tiny":
+    if info.stand_in:
         return []
-    wanted = [EG3D_PKL, IR_SE50, VGG16]
-    if any(s in _SCENARIOS_NEEDING_ENCODER for s in scenarios):
-        wanted.append(GOAE_ENCODER)
+    wanted = [FILES[name] for name in (*info.generator_files, *info.loss_files)]
+    if any(s in PHOTO_SCENARIOS for s in scenarios):
+        wanted.extend(FILES[name] for name in info.inverters[inversion])
     if "id_network" in needs:
         wanted.append(_ID_METRIC_FILES[id_metric])
     if "fid_extractor" in needs:
@@ -229,7 +236,7 @@ def needed_files(
 def require_backend_files(
     backend: str, weights_dir: Path | str, *, metrics: Iterable[str] = (), scenarios: Iterable[str] = (),
     id_metric: IdMetricKind = "curricularface", fid_extractors: Iterable[str] = (GUIDE_REAL_FEATURES_EXTRACTOR,),
-    guide_real_features: bool = True,
+    guide_real_features: bool = True, inversion: str | None = None,
 ) -> dict[str, Path]:
     """Paths of every file the run needs, by file name; fail before any work starts.
 
@@ -239,7 +246,7 @@ def require_backend_files(
     weights_dir = Path(weights_dir)
     statuses = [check_file(f, weights_dir) for f in needed_files(
         backend, metrics=metrics, scenarios=scenarios, id_metric=id_metric, fid_extractors=fid_extractors,
-        guide_real_features=guide_real_features)]
+        guide_real_features=guide_real_features, inversion=inversion)]
     missing = [s for s in statuses if s.status == "missing"]
     if missing:
         listing = "; ".join(f"{s.file.name} from {s.file.url}" for s in missing)

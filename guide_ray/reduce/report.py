@@ -94,7 +94,7 @@ def _card(row: ResultRow) -> str:
                     "(no face found: ID-loss crop used)</td></tr>")
     return (
         f"<div class='card {_e(row.status)}'><h3>{_e(row.identity_id)}{badge}</h3>"
-        f"<p>{_e(row.scenario)} · {_e(row.variant)} · seed {row.seed} · {_e(row.status)} · "
+        f"<p>{_e(row.backend)} · {_e(row.scenario)} · {_e(row.variant)} · seed {row.seed} · {_e(row.status)} · "
         f"{row.seconds / 60:.1f} min · {_e(row.device)}</p>{grid}<table>{metrics}</table>{error}</div>"
     )
 

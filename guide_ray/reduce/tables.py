@@ -1,4 +1,5 @@
-"""Per-identity rows → the paper's Table 1: mean ± std of each metric per scenario × variant.
+"""Per-identity rows → the paper's Table 1 (and Table 6 for GUIDE-SG2): mean ± std of each metric
+per backend × scenario × variant.
 
 `summarize` is a pure function (rows in, DataFrame out) so it is tested without files;
 `write_tables` adds RUN/tables/summary.{parquet,csv,md}. Means and standard deviations are over
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from guide_ray.config.backends import BACKEND_NAMES
 from guide_ray.config.metrics import METRICS as METRIC_SPECS
 from guide_ray.store.results import iter_rows, read_manifest_errors
 from guide_ray.store.schema import ResultRow
@@ -25,7 +27,7 @@ SCENARIO_ORDER = ("random", "ffhq", "celebahq", "custom")  # Random, InD, OOD, u
 VARIANT_ORDER = ("baseline", "extrapolated", "extrapolated+adj", "guide")  # the paper's rows, top to bottom
 STAND_IN_MARK = "†"
 SUMMARY_COLUMNS = (
-    ["scenario", "variant"]
+    ["backend", "scenario", "variant"]
     + [f"{m}_{stat}" for m, _, _ in METRICS for stat in ("mean", "std", "n")]
     + ["minutes_mean", "minutes_std", "ok", "failed", "stand_in"]
 )
@@ -38,11 +40,13 @@ def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (scenario, variant), in paper order; numeric mean/std/n per metric, counts, stand-in flag."""
+    """One row per (backend, scenario, variant): backends in registry order, then the paper's order;
+    numeric mean/std/n per metric, counts, stand-in flag. Backends are never pooled: EG3D and
+    GUIDE-SG2 numbers are different experiments (the paper's Tables 1 and 6)."""
     out = []
-    for (scenario, variant), group in frame.groupby(["scenario", "variant"], sort=False):
+    for (backend, scenario, variant), group in frame.groupby(["backend", "scenario", "variant"], sort=False):
         ok = group[group["status"] == "ok"]
-        record: dict[str, object] = {"scenario": scenario, "variant": variant}
+        record: dict[str, object] = {"backend": backend, "scenario": scenario, "variant": variant}
         for metric, _, _ in METRICS:
             values = pd.to_numeric(ok[metric], errors="raise").dropna()
             record |= {f"{metric}_mean": values.mean(), f"{metric}_std": values.std(ddof=1), f"{metric}_n": len(values)}
@@ -54,7 +58,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame.from_records(out, columns=SUMMARY_COLUMNS)
     if summary.empty:
         return summary
-    order = summary.apply(lambda r: (_rank(r["scenario"], SCENARIO_ORDER), _rank(r["variant"], VARIANT_ORDER),
+    order = summary.apply(lambda r: (_rank(r["backend"], BACKEND_NAMES), r["backend"],
+                                     _rank(r["scenario"], SCENARIO_ORDER), _rank(r["variant"], VARIANT_ORDER),
                                      r["scenario"], r["variant"]), axis=1)
     return summary.loc[order.sort_values().index].reset_index(drop=True)
 
@@ -73,16 +78,17 @@ def format_cell(mean: float, std: float, decimals: int) -> str:
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human table (strings): Scenario | Method | ID ↓ | … | min/identity | ok | failed."""
+    """The human table (strings): Backend | Scenario | Method | ID ↓ | … | min/identity | ok | failed."""
     records = []
     for _, r in summary.iterrows():
-        rec = {"Scenario": r["scenario"], "Method": r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")}
+        method = r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")
+        rec = {"Backend": r["backend"], "Scenario": r["scenario"], "Method": method}
         for metric, header, decimals in METRICS:
             rec[header] = format_cell(r[f"{metric}_mean"], r[f"{metric}_std"], decimals)
         rec["min/identity"] = format_cell(r["minutes_mean"], r["minutes_std"], 1)
         rec |= {"ok": int(r["ok"]), "failed": int(r["failed"])}
         records.append(rec)
-    headers = ["Scenario", "Method", *(h for _, h, _ in METRICS), "min/identity", "ok", "failed"]
+    headers = ["Backend", "Scenario", "Method", *(h for _, h, _ in METRICS), "min/identity", "ok", "failed"]
     return pd.DataFrame.from_records(records, columns=headers)
 
 

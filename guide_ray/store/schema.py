@@ -17,7 +17,7 @@ from pydantic import Field, create_model
 from guide_ray.config.base import StrictModel
 from guide_ray.config.metrics import METRICS
 
-SCHEMA_VERSION = "2"   # 2: id_views_unaligned
+SCHEMA_VERSION = "3"   # 2: id_views_unaligned; 3: backend
 METRIC_COLUMNS = tuple(m.column for m in METRICS)
 
 
@@ -26,6 +26,8 @@ class _RowHead(StrictModel):
 
     identity_id: str = Field(description="unique id from the manifest; also the result file name")
     scenario: str = Field(description="random | ffhq | celebahq | custom")
+    backend: str = Field(description="generator backend (guide_ray.config.backends), e.g. eg3d-ffhq512-128, "
+                         "stylegan2-ffhq1024")
     variant: str = Field(description="GUIDE variant name (guide_ray.config.variants)")
     seed: int = Field(description="the item's seed: random latent and unlearning RNG")
     source: str = Field(description="source image path/URI as resolved by the manifest reader; '' for random")
@@ -67,6 +69,7 @@ RESULT_SCHEMA = pa.schema(
     [
         pa.field("identity_id", pa.string(), nullable=False),
         pa.field("scenario", pa.string(), nullable=False),
+        pa.field("backend", pa.string(), nullable=False),
         pa.field("variant", pa.string(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("source", pa.string(), nullable=False),

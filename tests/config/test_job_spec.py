@@ -127,6 +127,23 @@ def test_paper_jobs_use_the_released_codes_settings(name: str) -> None:
         effective_guide(job, variant, {})                                                   # no explicit clash
 
 
+@pytest.mark.parametrize("name", ["paper-sg2-ffhq.yaml", "paper-sg2-celebahq.yaml"])
+def test_sg2_paper_jobs_keep_guides_settings_on_the_2d_backend(name: str) -> None:
+    """Table 6 (GUIDE-SG2): GUIDE's defaults and protocol, pSp inversion, the paper's numbers quoted."""
+    from guide_ray.config.guide import GuideConfig
+
+    job = load_job(JOBS / name)
+    assert job.model.backend == "stylegan2-ffhq1024" and job.model.inversion.resolved_method(job.model.backend) == "psp"
+    defaults = GuideConfig().model_dump()
+    assert job.guide.model_dump() == {**defaults, "iterations": 1000, "lr": 1e-4}              # GUIDE's, unchanged
+    assert defaults["d"] == 30 and defaults["alpha_max"] == 15 and defaults["n_adj"] == defaults["n_global"] == 2
+    assert job.fid.num_samples == 5000 and job.fid.seed == 0 and job.fid.extractor is None
+    assert set(job.metrics) == {"ID", "ID_others", "FID_pre", "delta_FID_real"}
+    header = (JOBS / name).read_text()
+    assert header.startswith("# GUIDE's paper, appendix A.7 / Table 6") and "face_pool" in header
+    assert ("0.06 / FID_pre 6.14" in header) if "ffhq" in name.split("-")[-1] else ("0.01 / FID_pre 6.07" in header)
+
+
 def test_generated_manifest_runs_each_identity_once_per_variant() -> None:
     from guide_ray.config.manifest import random_rows, with_variants
 

@@ -84,7 +84,7 @@ def test_run_rejects_a_bad_limit() -> None:
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="not a run folder"):
         _cli(["report", str(tmp_path)])
-    commit_row(tmp_path, ResultRow(identity_id="a", scenario="random", variant="guide", seed=1, source="",
+    commit_row(tmp_path, ResultRow(identity_id="a", scenario="random", backend="tiny", variant="guide", seed=1, source="",
                                    status="ok", ID=0.1, seconds=60.0, worker="w", node="n", device="cpu",
                                    run_key="k", job_key="j", code_version="0", finished_at=utc_now()))
     assert _cli(["report", str(tmp_path)]) == 0

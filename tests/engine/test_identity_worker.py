@@ -20,7 +20,7 @@ def _job(tmp_path: Path) -> JobSpec:
 
 
 def _item(identity_id: str = "p-1", iterations: int = 1) -> WorkItem:
-    return WorkItem(identity_id=identity_id, scenario="random", source="", seed=42, variant="guide",
+    return WorkItem(identity_id=identity_id, scenario="random", backend="tiny", source="", seed=42, variant="guide",
                     guide=GuideConfig(iterations=iterations), run_key="r" * 16)
 
 

@@ -133,3 +133,25 @@ def test_a_jobs_own_real_statistics_are_checked_and_keyed(tmp_path: Path) -> Non
                   model={"backend": "eg3d-ffhq512-128", "weights_dir": str(tmp_path / "w")}), RunOptions())
     assert "inception-2015-12-05.pt" in str(info.value)
     assert "pt_inception" not in str(info.value) and "ffhq_real_feat.npy" not in str(info.value)
+
+
+def test_the_psp_file_is_in_the_stylegan2_ffhq1024_run_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GUIDE-SG2: psp_ffhq_encode.pt (generator and encoder) is a core file, so its sha256 keys every row."""
+    from guide_ray.models import weights as zoo
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("psp_ffhq_encode.pt", "model_ir_se50.pth", "vgg16-397923af.pth"):
+        (weights / name).write_bytes(name.encode())
+    # stand-in bytes carry no published hash; check presence only (the digests below are real sha256s)
+    monkeypatch.setattr(zoo, "check_file", lambda f, d: zoo.WeightStatus(f, Path(d) / f.name,
+                        "found" if (Path(d) / f.name).is_file() else "missing"))
+    job = _job(tmp_path, model={"backend": "stylegan2-ffhq1024", "weights_dir": str(weights)}, metrics=[])
+    first = plan(job, RunOptions())
+    (weights / "psp_ffhq_encode.pt").write_bytes(b"other weights")
+    second = plan(job, RunOptions())
+    assert first.job_key != second.job_key and first.todo[0].run_key != second.todo[0].run_key
+    assert first.todo[0].backend == "stylegan2-ffhq1024"
+    (weights / "psp_ffhq_encode.pt").unlink()
+    with pytest.raises(WeightsMissing, match="psp_ffhq_encode.pt"):
+        plan(job, RunOptions())

@@ -100,8 +100,10 @@ def test_id_score_counts_renders_without_a_face() -> None:
     G = build_generator("tiny", seed=0)
     w = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)),
                   torch.zeros(1, G.c_dim))
-    aligned = id_score(G, G, w, AlignedIdentity(StandInIdentity()), CameraConfig(), n_views=3)
-    plain = id_score(G, G, w, StandInIdentity(), CameraConfig(), n_views=3)
+    from guide_ray.backends.eg3d import yaw_sweep
+
+    aligned = id_score(G, G, w, AlignedIdentity(StandInIdentity()), yaw_sweep(CameraConfig(), 3))
+    plain = id_score(G, G, w, StandInIdentity(), yaw_sweep(CameraConfig(), 3))
     assert aligned.unaligned == 6 and plain.unaligned is None
     assert aligned.similarity == pytest.approx(1.0, abs=1e-5) and plain.similarity == pytest.approx(1.0, abs=1e-5)
 

@@ -167,6 +167,13 @@ def test_quantize_like_png_matches_guides_conversion() -> None:
 # ---------------------------------------------------------------- rendering with the tiny generator
 
 
+def _render(camera: CameraConfig):
+    """The EG3D backends' FID render (GUIDE's evaluate_fid protocol)."""
+    from guide_ray.backends import get_backend
+
+    return get_backend("tiny").fid_render(camera)
+
+
 @pytest.fixture(scope="module")
 def tiny_g():
     from guide_ray.models.eg3d.presets import build_generator
@@ -179,7 +186,7 @@ def test_generator_features_are_seeded_and_side_effect_free(tiny_g) -> None:
     camera = CameraConfig()
     tiny_g.train()
     rng_state = torch.random.get_rng_state()
-    kw = {"camera": camera, "extractors": [extractor], "batch_size": 2, "role": "pretrained"}
+    kw = {"camera": camera, "extractors": [extractor], "batch_size": 2, "role": "pretrained", "render": _render(camera)}
     a = fid.generator_features(tiny_g, 3, seed=7, **kw)[extractor.name]
     assert tiny_g.training                                   # mode restored
     assert torch.equal(torch.random.get_rng_state(), rng_state)
@@ -215,7 +222,7 @@ def test_generator_features_render_guides_evaluation_cameras(monkeypatch: pytest
     monkeypatch.setattr(tiny_g, "synthesis", spy_synthesis)
     camera = CameraConfig()
     fid.generator_features(tiny_g, 3, seed=3, camera=camera, extractors=[StandInFeatures()], batch_size=2,
-                           role="unlearned")
+                           role="unlearned", render=_render(camera))
     rng = torch.Generator().manual_seed(3)
     torch.testing.assert_close(torch.cat(seen["z"]), torch.randn(3, tiny_g.z_dim, generator=rng))
     yaw = (torch.rand(3, generator=rng) * 2 - 1) * camera.yaw_range
@@ -243,7 +250,8 @@ def test_tiny_fid_pipeline_with_cache(tiny_g, tmp_path: Path) -> None:
         key = StatsKey(generator=fid.generator_fingerprint(G), extractor=extractor.name, n=n, seed=0,
                        role="pretrained", camera=camera, batch_size=3, noise_mode="random")
         return cache.get_or_compute(key, lambda: fid.generator_stats(
-            G, n, seed=0, role="pretrained", camera=camera, extractors=[extractor], batch_size=3)[extractor.name])
+            G, n, seed=0, role="pretrained", camera=camera, extractors=[extractor], batch_size=3,
+            render=_render(camera))[extractor.name])
 
     pre = stats_of(tiny_g)
     assert stats_of(tiny_g).mu.tolist() == pre.mu.tolist() and len(list(tmp_path.iterdir())) == 1
@@ -264,7 +272,8 @@ def test_generator_features_on_cuda_are_seeded(tiny_g) -> None:
     G = tiny_g.to("cuda")
     try:
         kwargs = {"seed": 5, "camera": CameraConfig(), "extractors": [StandInFeatures().to("cuda")],
-                  "batch_size": 2, "device": "cuda", "role": "pretrained"}
+                  "batch_size": 2, "device": "cuda", "role": "pretrained",
+                  "render": _render(CameraConfig())}
         a, b = fid.generator_features(G, 4, **kwargs), fid.generator_features(G, 4, **kwargs)
         np.testing.assert_array_equal(a["stand-in:random-cnn-features-32"], b["stand-in:random-cnn-features-32"])
         assert np.isfinite(a["stand-in:random-cnn-features-32"]).all()
@@ -291,7 +300,8 @@ def test_fid_pre_pairs_latents_but_not_noise(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(G, "mapping", spy_mapping)
     monkeypatch.setattr(G, "synthesis", spy_synthesis)
-    kw = {"seed": 4, "camera": CameraConfig(), "extractors": [StandInFeatures()], "batch_size": 3}
+    kw = {"seed": 4, "camera": CameraConfig(), "extractors": [StandInFeatures()], "batch_size": 3,
+          "render": _render(CameraConfig())}
     pre = fid.generator_features(G, 3, role="pretrained", **kw)["stand-in:random-cnn-features-32"]
     unl = fid.generator_features(G, 3, role="unlearned", **kw)["stand-in:random-cnn-features-32"]
     torch.testing.assert_close(seen["z"][0], seen["z"][1], rtol=0, atol=0)     # same latents

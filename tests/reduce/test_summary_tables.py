@@ -41,12 +41,22 @@ def test_rows_follow_the_papers_order() -> None:
         ("random", "baseline"), ("random", "guide"), ("ffhq", "extrapolated+adj"), ("celebahq", "guide")]
 
 
+def test_backends_are_never_pooled() -> None:
+    """EG3D and GUIDE-SG2 rows of one scenario × variant stay separate, backends in registry order."""
+    rows = [make_row("s1", backend="stylegan2-tiny", ID=0.9), make_row("t1", ID=0.1), make_row("t2", ID=0.3),
+            make_row("s2", backend="stylegan2-tiny", ID=0.7)]
+    summary = summarize(rows_frame(rows))
+    assert list(summary.backend) == ["tiny", "stylegan2-tiny"]
+    assert summary.ID_mean.tolist() == pytest.approx([0.2, 0.8]) and summary.ok.tolist() == [2, 2]
+    assert "| stylegan2-tiny | random | guide | 0.8000 ± 0.1414 |" in to_markdown(summary)
+
+
 def test_markdown_marks_stand_ins_and_formats_cells() -> None:
     md = to_markdown(summarize(rows_frame(_rows())), invalid_rows=2)
     lines = md.splitlines()
-    assert lines[0] == ("| Scenario | Method | ID ↓ | ID_others ↓ | FID_pre ↓ | ΔFID_real ↓ | min/identity | ok | failed |")
-    assert "| random | guide | 0.1500 ± 0.0707 | – | 6.000 ± 1.414 | – | 2.0 ± 1.4 | 2 | 1 |" in lines
-    assert "| celebahq | guide † | 0.3000 | 0.4000 | – | – | 1.0 | 1 | 0 |" in lines
+    assert lines[0] == ("| Backend | Scenario | Method | ID ↓ | ID_others ↓ | FID_pre ↓ | ΔFID_real ↓ | min/identity | ok | failed |")
+    assert "| tiny | random | guide | 0.1500 ± 0.0707 | – | 6.000 ± 1.414 | – | 2.0 ± 1.4 | 2 | 1 |" in lines
+    assert "| tiny | celebahq | guide † | 0.3000 | 0.4000 | – | – | 1.0 | 1 | 0 |" in lines
     assert "† computed with stand-in networks" in md and "2 manifest row(s) were rejected" in md
 
 

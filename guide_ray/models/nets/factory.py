@@ -1,7 +1,7 @@
 """Build the loss and metric networks for a backend, from the weights directory.
 
-`tiny` (the embedded default) gets the labelled CPU stand-ins and reads no file;
-`eg3d-ffhq512-128` gets the real networks. Nothing falls back silently: a real backend with a
+Stand-in backends (`tiny`, `stylegan2-tiny`; guide_ray.config.backends) get the labelled CPU
+stand-ins and read no file; the real backends get the real networks. Nothing falls back silently: a real backend with a
 missing or corrupt file raises WeightsMissing / WeightsInvalid naming the file. Hashes are
 checked through `guide_ray.models.weights` wherever one is published. Must not import ray.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from guide_ray.config.backends import backend_info
 from guide_ray.models import weights as weight_registry
 from guide_ray.models.nets.base import IdentityEmbedder, LossNets
 from guide_ray.models.nets.identity import Crop, CurricularFaceIdentity, InsightFaceIdentity, IRSE50Identity
@@ -23,9 +24,9 @@ __all__ = ["LossNets", "build_fid_extractor", "build_id_metric", "build_loss_net
 
 
 def build_loss_nets(backend: str, weights_dir: Path | str, device: torch.device | str) -> LossNets:
-    """Stand-ins for `tiny`; LPIPS-VGG (vgg16-397923af.pth) + IR-SE50 (model_ir_se50.pth) otherwise."""
+    """Stand-ins for a stand-in backend; LPIPS-VGG (vgg16-397923af.pth) + IR-SE50 (model_ir_se50.pth) otherwise."""
     weight_registry.needed_files(backend)                                   # validates the backend name
-    if backend == "tiny":
+    if backend_info(backend).stand_in:
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
     perceptual = LpipsVGG(weight_registry.resolve_file(weight_registry.VGG16.name, weights_dir)).to(device)
     identity = IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
@@ -39,12 +40,12 @@ def build_id_metric(
     """The embedder behind ID / ID_others: CurricularFace (GUIDE's), insightface ArcFace, or IR-SE50.
 
     `crop` applies to CurricularFace: "none" when the caller aligns faces itself (the metric
-    pipeline does, with MTCNN: guide_ray.metrics.identity.id_metric_for). For `tiny` the stand-in
+    pipeline does, with MTCNN: guide_ray.metrics.identity.id_metric_for). For stand-in backends the stand-in
     embedder is returned whatever `kind` is; it says so in `stand_in`. The insightface model runs
     on onnxruntime's CPU provider whatever `device` is.
     """
     weight_registry.needed_files(backend, id_metric=kind)                   # validates backend and kind
-    if backend == "tiny":
+    if backend_info(backend).stand_in:
         return StandInIdentity().to(device)
     if kind == "curricularface":
         path = weight_registry.resolve_file(weight_registry.CURRICULARFACE.name, weights_dir)
@@ -57,9 +58,9 @@ def build_id_metric(
 def build_fid_extractor(backend: str, weights_dir: Path | str, device: torch.device | str,
                         kind: weight_registry.FidExtractorKind = "pytorch-fid") -> FeatureExtractor:
     """pytorch-fid's Inception (GUIDE's; sha256 prefix checked) or clean-fid's TorchScript Inception
-    (sha256-checked); for `tiny` the stand-in, whatever `kind` is (it says so in `stand_in`)."""
+    (sha256-checked); for stand-in backends the stand-in, whatever `kind` is (it says so in `stand_in`)."""
     weight_registry.needed_files(backend, fid_extractors=[kind])     # validates backend and kind
-    if backend == "tiny":
+    if backend_info(backend).stand_in:
         return StandInFeatures().to(device)
     file = weight_registry.FID_EXTRACTOR_FILES[kind]
     path = weight_registry.resolve_file(file.name, weights_dir)      # verified; re-checked (cached) before loading
