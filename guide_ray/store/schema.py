@@ -8,6 +8,7 @@ from the metric registry (guide_ray.config.metrics), one nullable float each. No
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -109,10 +110,20 @@ def rows_to_table(rows: list[ResultRow]) -> pa.Table:
     return pa.Table.from_pylist(data, schema=RESULT_SCHEMA)
 
 
-# Nullable columns added after schema v1, with the version that added them. A row file written
-# before a column existed is upgraded in memory (the column reads as null): hours of finished GPU
-# work are never quarantined or recomputed because the schema grew.
-ADDED_COLUMNS: dict[str, str] = {"id_views_unaligned": "2"}
+def _backend_before_v3(table: pa.Table) -> pa.Array:
+    """Rows written before v3 all came from an EG3D backend, and `tiny` rows were exactly the ones
+    marked stand_in (every network of eg3d-ffhq512-128 was real then)."""
+    stand_in = table.column("stand_in").to_pylist()
+    return pa.array(["tiny" if s else "eg3d-ffhq512-128" for s in stand_in], type=pa.string())
+
+
+# Columns added after schema v1: version that added them, and how an older row's value is derived.
+# A row file written before a column existed is upgraded in memory, so hours of finished GPU work
+# are never quarantined or recomputed because the schema grew.
+ADDED_COLUMNS: dict[str, tuple[str, Callable[[pa.Table], pa.Array]]] = {
+    "id_views_unaligned": ("2", lambda t: pa.nulls(t.num_rows, type=pa.int64())),   # not measured then
+    "backend": ("3", _backend_before_v3),
+}
 
 
 def table_to_rows(table: pa.Table) -> list[ResultRow]:
@@ -120,12 +131,9 @@ def table_to_rows(table: pa.Table) -> list[ResultRow]:
     lacks only columns of ADDED_COLUMNS. Raises ValueError on a foreign schema."""
     got = table.schema.remove_metadata()
     missing = [name for name in RESULT_SCHEMA.names if name not in got.names]
-    if not set(missing) <= set(ADDED_COLUMNS):
-        missing = []                              # not an older version of ours: refused below
-    for name in missing:
-        field = RESULT_SCHEMA.field(name)
-        table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
-    if missing:
+    if missing and set(missing) <= set(ADDED_COLUMNS):   # an older version of ours (else refused below)
+        for name in missing:
+            table = table.append_column(RESULT_SCHEMA.field(name), ADDED_COLUMNS[name][1](table))
         table = table.select(RESULT_SCHEMA.names)
         got = table.schema.remove_metadata()
     if not got.equals(RESULT_SCHEMA.remove_metadata()):

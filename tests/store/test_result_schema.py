@@ -55,19 +55,21 @@ def test_foreign_table_is_refused() -> None:
         table_to_rows(pa.table({"identity_id": ["a"]}))
 
 
-def test_a_row_written_before_a_column_existed_is_upgraded_not_refused(tmp_path: Path) -> None:
-    """A schema-v1 file (no id_views_unaligned) reads back with the column null and stays committed."""
+@pytest.mark.parametrize("version, dropped", [("1", ["id_views_unaligned", "backend"]), ("2", ["backend"])])
+@pytest.mark.parametrize("stand_in, backend", [(True, "tiny"), (False, "eg3d-ffhq512-128")])
+def test_rows_of_older_schema_versions_are_upgraded_not_refused(tmp_path: Path, version, dropped, stand_in,
+                                                                 backend) -> None:
+    """Files written before a column existed read back with its derived value and stay committed."""
     import pyarrow.parquet as pq
 
     from guide_ray.store.results import load_rows, result_path
 
-    row = make_row("old", artifact_weights=None, artifact_grid=None)
-    v1 = rows_to_table([row]).drop_columns(["id_views_unaligned"]).replace_schema_metadata(
-        {"guide_ray.schema_version": "1"})
+    row = make_row("old", backend=backend, stand_in=stand_in, artifact_weights=None, artifact_grid=None)
+    old = rows_to_table([row]).drop_columns(dropped).replace_schema_metadata({"guide_ray.schema_version": version})
     path = result_path(tmp_path, "old")
     path.parent.mkdir(parents=True)
-    pq.write_table(v1, path)
-    assert table_to_rows(pq.read_table(path)) == [row]
+    pq.write_table(old, path)
+    assert table_to_rows(pq.read_table(path)) == [row]          # id_views_unaligned of make_row is None
     loaded = load_rows(tmp_path)
     assert loaded.rows == [row] and not loaded.quarantined and path.is_file()
 
