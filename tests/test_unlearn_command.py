@@ -37,7 +37,7 @@ def test_unlearn_writes_what_a_batch_worker_writes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--metrics", "FID"), "metrics"),
-    (("--variant", "gide"), "Did you mean 'guide'"),
+    (("--variant", "gide"), "did you mean 'guide'"),
 ])
 def test_unlearn_rejects_bad_options_before_any_work(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     run = _unlearn(tmp_path / "out", *args)

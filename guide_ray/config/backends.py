@@ -10,11 +10,11 @@ backend = one entry here + one module there. No torch, no ray.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from guide_ray.errors import ConfigError
+from guide_ray.utils.text import did_you_mean
 
 Dims = Literal["3d", "2d"]
 
@@ -63,7 +63,5 @@ INVERSION_METHODS: tuple[str, ...] = tuple(dict.fromkeys(m for b in BACKENDS.val
 def backend_info(name: str) -> BackendInfo:
     """The registry entry of `name`; ConfigError with a did-you-mean for an unknown name."""
     if name not in BACKENDS:
-        close = difflib.get_close_matches(name, BACKEND_NAMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown backend {name!r}{hint}; choose from {', '.join(BACKEND_NAMES)}")
+        raise ConfigError(f"unknown backend {name!r}{did_you_mean(name, BACKEND_NAMES)}; choose from {', '.join(BACKEND_NAMES)}")
     return BACKENDS[name]

@@ -13,7 +13,6 @@ relative to the manifest's folder. No torch, no ray.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from guide_ray.config.base import StrictModel, describe_validation_error
 from guide_ray.errors import ConfigError, ManifestRowError
 from guide_ray.utils.files import atomic_file
 from guide_ray.utils.seeding import derive_seed
+from guide_ray.utils.text import did_you_mean
 
 Scenario = Literal["random", "ffhq", "celebahq", "custom"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
@@ -146,9 +146,8 @@ def _check_columns(path: Path, schema: pa.Schema) -> None:
         elif fld.name in known:
             ok, expected = _column_type_ok(fld.name, fld.type)
         else:
-            hint = "".join(f" Did you mean {m!r}?" for m in difflib.get_close_matches(fld.name, known, n=1))
             raise ConfigError(
-                f"manifest {path}: unknown column {fld.name!r}.{hint} Columns: {', '.join(sorted(known))}, "
+                f"manifest {path}: unknown column {fld.name!r}{did_you_mean(fld.name, known)}. Columns: {', '.join(sorted(known))}, "
                 f"and '{OVERRIDE_PREFIX}<key>' for per-row GuideConfig overrides"
             )
         if not ok:

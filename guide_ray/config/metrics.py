@@ -9,9 +9,10 @@ No torch, no ray.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
+
+from guide_ray.utils.text import did_you_mean
 
 Direction = Literal["lower", "higher"]
 # What computing a metric reads besides the two generators:
@@ -63,9 +64,7 @@ DEFAULT_METRICS: tuple[str, ...] = (ID.name, ID_OTHERS.name)
 def metric(name: str) -> MetricSpec:
     """The spec of `name`; ValueError with a did-you-mean otherwise."""
     if name not in BY_NAME:
-        close = difflib.get_close_matches(name, METRIC_NAMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown metric {name!r}{hint}; choose from {', '.join(METRIC_NAMES)}")
+        raise ValueError(f"unknown metric {name!r}{did_you_mean(name, METRIC_NAMES)}; choose from {', '.join(METRIC_NAMES)}")
     return BY_NAME[name]
 
 

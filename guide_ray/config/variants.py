@@ -11,10 +11,10 @@ after the variant, is the way to change one switch of a variant). No torch.
 
 from __future__ import annotations
 
-import difflib
 
 from guide_ray.config.guide import GuideConfig, apply_overrides
 from guide_ray.errors import ConfigError
+from guide_ray.utils.text import did_you_mean
 
 _OFF = {"loss_local": False, "loss_adj": False, "loss_global": False}
 
@@ -35,8 +35,7 @@ def apply_variant(base: GuideConfig, name: str) -> GuideConfig:
     of the variant's switches to a different value.
     """
     if name not in VARIANTS:
-        hint = "".join(f" Did you mean {m!r}?" for m in difflib.get_close_matches(name, VARIANTS, n=1))
-        raise ConfigError(f"unknown variant {name!r}.{hint} Available: {', '.join(VARIANTS)}")
+        raise ConfigError(f"unknown variant {name!r}{did_you_mean(name, VARIANTS)}. Available: {', '.join(VARIANTS)}")
     patch = VARIANTS[name]
     clashes = [f"guide.{k}: {getattr(base, k)!r} (variant {name!r} sets {k}={v!r})"
                for k, v in patch.items() if k in base.model_fields_set and getattr(base, k) != v]

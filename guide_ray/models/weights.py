@@ -11,7 +11,6 @@ Pure stdlib (no torch, no ray): safe to import from the CLI.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from guide_ray.config.backends import BACKEND_NAMES, backend_info
 from guide_ray.config.metrics import METRIC_NAMES, metric
 from guide_ray.errors import ConfigError, WeightsInvalid, WeightsMissing
 from guide_ray.utils.files import file_sha256
+from guide_ray.utils.text import did_you_mean
 
 ENV_VAR = "GUIDE_RAY_WEIGHTS"
 DEFAULT_DIR = "weights"
@@ -264,7 +264,7 @@ def require_backend_files(
 def resolve_file(name: str, weights_dir: Path | str) -> Path:
     """Path of one registry file, checked: WeightsMissing if absent, WeightsInvalid on a bad hash."""
     if name not in FILES:
-        raise ConfigError(f"unknown weights file {name!r}{_did_you_mean(name, FILES)}")
+        raise ConfigError(f"unknown weights file {name!r}{did_you_mean(name, FILES)}")
     status = check_file(FILES[name], Path(weights_dir))
     if status.status == "missing":
         raise WeightsMissing(status.path, status.file.how_to_get)
@@ -299,9 +299,4 @@ def _wrong_hash_message(status: WeightStatus) -> str:
 
 def _check_choice(kind: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}{_did_you_mean(value, choices)}; choose from {', '.join(choices)}")
-
-
-def _did_you_mean(value: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from {', '.join(choices)}")

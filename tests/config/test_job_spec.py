@@ -50,7 +50,7 @@ def test_misspelt_key_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_unknown_variant_suggests_the_close_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Did you mean 'guide'"):
+    with pytest.raises(ConfigError, match="did you mean 'guide'"):
         load_job(_job_file(tmp_path, "name: t\nmanifest: m.parquet\noutput_dir: o\nvariant: guid\n"))
 
 

@@ -89,7 +89,7 @@ def test_negative_seed_and_bad_override_type(tmp_path: Path) -> None:
     ("columns", "message"),
     [
         ({"identity_id": ["a"], "seed": [1]}, "missing required column 'scenario'"),
-        ({"identity_id": ["a"], "scenario": ["random"], "seed": [1], "varient": ["guide"]}, "Did you mean 'variant'"),
+        ({"identity_id": ["a"], "scenario": ["random"], "seed": [1], "varient": ["guide"]}, "did you mean 'variant'"),
         ({"identity_id": ["a"], "scenario": ["random"], "seed": ["one"]}, "column 'seed' has type string"),
         ({"identity_id": ["a"], "scenario": ["random"], "seed": [1], "other_images": ["x.png"]}, "list<string>"),
     ],

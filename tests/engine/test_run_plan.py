@@ -75,7 +75,7 @@ def test_bad_variant_and_override_rows_become_row_errors(tmp_path: Path) -> None
     assert [i.identity_id for i in p.todo] == ["a", "d"]
     assert p.todo[1].variant == "baseline" and p.todo[1].guide.lr == 1e-3 and p.todo[1].guide.target == "average"
     assert [(e.row, e.identity_id) for e in p.errors] == [(1, "b"), (2, "c")]
-    assert "Did you mean 'guide'" in p.errors[0].reason and "lr" in p.errors[1].reason
+    assert "did you mean 'guide'" in p.errors[0].reason and "lr" in p.errors[1].reason
 
 
 def test_photo_rows_need_the_encoder_key_only_for_themselves(tmp_path: Path) -> None:
