@@ -4,8 +4,9 @@ ID = 1 / (1 + d / 10) (a larger d forgets more), FID_pre = alpha_max / 10 (a wid
 damages more), both the same for every identity, so a test knows each trial's objective exactly.
 Every call appends {"id", "d", "alpha_max"} to <output>/calls.jsonl (output = two folders above the
 trial's run folder), so a test can count what was computed. The hook, if any, sees `iterations` steps.
-If <output>/interrupt.pid exists and names a process, the first identity of a trial with d == 40
-sends it SIGINT and then sleeps, so a test can interrupt the driver mid-search.
+If <output>/interrupt.pid exists and names a process, identity random-0001 of a trial with d == 40
+waits for the driver to take in the first identity's checkpoint, sends that process SIGINT and
+sleeps, so a test can interrupt the driver mid-search (once: the file is removed).
 Shipped to Ray workers by value (cloudpickle), like engine_fakes.
 """
 
@@ -44,9 +45,10 @@ class FakeTunePipeline:
             fh.write(json.dumps({"id": item.identity_id, "d": g.d, "alpha_max": g.alpha_max,
                                  "seed": item.seed, "run_key": item.run_key}) + "\n")
         trigger = self.output / "interrupt.pid"
-        if g.d == 40 and trigger.exists():
+        if g.d == 40 and item.identity_id == "random-0001" and trigger.exists():
             pid = int(trigger.read_text())
             trigger.unlink()
+            time.sleep(3)
             os.kill(pid, signal.SIGINT)
             time.sleep(20)
         for step in range(g.iterations):
