@@ -29,12 +29,15 @@ def main(args: argparse.Namespace) -> int:
     from guide_ray.reduce.tune_report import write_outputs
 
     spec, base = load_tune(args.spec)
-    records = run_tune(spec, base, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
-                       num_gpus=args.num_gpus)
-    outputs = write_outputs(spec, base, records)
+    run = run_tune(spec, base, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
+                   num_gpus=args.num_gpus)
+    outputs = write_outputs(spec, base, run.records)
     print(outputs.markdown)
-    print(f"{len(records)} trials. Table: {outputs.paths['md']}  Plot: {outputs.paths['plot']}  "
+    print(f"{len(run.records)} trials. Table: {outputs.paths['md']}  Plot: {outputs.paths['plot']}  "
           f"Report: {outputs.paths['html']}")
+    if run.interrupted:
+        print(f"interrupted: continue with `guide-ray tune --resume {args.spec}` (finished trials are kept)")
+        return 130
     if outputs.best is None:
         print("no trial completed; no best_job.yaml written")
         return 1

@@ -126,7 +126,8 @@ class TuneSpec(StrictModel):
     searcher: Searcher = Searcher()
     scheduler: Annotated[Asha | NoScheduler, Field(discriminator="kind")] = NoScheduler(kind="none")
     resources: TrialResources = TrialResources()
-    num_samples: int = Field(1, ge=1, description="trials drawn (random/optuna) or repeats of the grid")
+    num_samples: int = Field(1, ge=1, description="trials (random/optuna; the default point counts as one) or "
+                             "repeats of the grid")
     max_concurrent_trials: int = Field(1, ge=1)
     report_every_steps: int = Field(
         0, ge=0, description="also report every K unlearning steps (loss, and the running objective once an "

@@ -17,6 +17,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -186,15 +187,23 @@ def _tune_config(spec: TuneSpec) -> tune.TuneConfig:
                                   reduction_factor=spec.scheduler.reduction_factor)
     searcher = _searcher(spec)
     multi = spec.searcher.kind == "optuna-nsga2"
+    # BasicVariantGenerator limits concurrency itself (Tune ignores max_concurrent_trials for it)
+    limit = spec.max_concurrent_trials if spec.searcher.kind in OPTUNA_SEARCHERS else None
     return tune.TuneConfig(metric=None if multi else OBJECTIVE, mode=None if multi else "min",
                            search_alg=searcher, scheduler=scheduler,
-                           num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent_trials)
+                           num_samples=spec.num_samples, max_concurrent_trials=limit)
+
+
+@dataclass(frozen=True)
+class TuneRun:
+    records: list[dict]   # one per trial, see `trial_records`
+    interrupted: bool     # Ctrl-C: some trial neither finished nor failed; `--resume` continues it
 
 
 def run_tune(spec: TuneSpec, base: JobSpec, *, resume: bool = False, factory: PipelineFactory | None = None,
              address: str | None = None, num_cpus: int | None = None,
-             num_gpus: float | None = None) -> list[dict]:
-    """Run (or with `resume`, continue) the search; returns one record per trial (see `trial_records`).
+             num_gpus: float | None = None) -> TuneRun:
+    """Run (or with `resume`, continue) the search.
 
     Refuses to start a new search over an existing experiment (nothing is overwritten) and to
     resume one that does not exist, before Ray starts.
@@ -218,8 +227,19 @@ def run_tune(spec: TuneSpec, base: JobSpec, *, resume: bool = False, factory: Pi
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1)
             tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=_tune_config(spec),
                                run_config=run_config)
-        grid = tuner.fit()
-        return trial_records(spec, grid)
+        records = trial_records(spec, tuner.fit())
+        return TuneRun(records=records, interrupted=was_interrupted(spec, records))
+
+
+def was_interrupted(spec: TuneSpec, records: list[dict]) -> bool:
+    """Fewer trials than the search holds, or (without a scheduler that stops trials) a trial that saw
+    only part of its identities: Tune ended on Ctrl-C. (Tune marks trials it stops on Ctrl-C
+    TERMINATED, like finished ones, so the records are what tells.) With ASHA a trial stopped on
+    Ctrl-C looks like one ASHA stopped; only missing trials tell there."""
+    expected = spec.num_samples * math.prod(len(d.values) for d in spec.space.values() if isinstance(d, Grid))
+    if len(records) < expected:
+        return True
+    return not isinstance(spec.scheduler, Asha) and any(r["status"] == "stopped" for r in records)
 
 
 def trial_records(spec: TuneSpec, grid: tune.ResultGrid) -> list[dict]:

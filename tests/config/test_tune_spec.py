@@ -105,3 +105,20 @@ def test_objective_golden() -> None:
     assert forgetting({"ID": 0.4, "ID_others": 0.2}) == pytest.approx(0.3)
     assert forgetting({"ID": 0.4, "ID_others": None}) == pytest.approx(0.4)
     assert forgetting({"ID": None}) is None
+
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+
+
+@pytest.mark.parametrize("path", sorted(JOBS.glob("tune-*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_tune_spec_loads(path: Path) -> None:
+    spec, base = load_tune(path)
+    assert Path(spec.output_dir).is_absolute()
+
+
+def test_tune_quickstart_is_small_and_includes_the_default() -> None:
+    spec, base = load_tune(JOBS / "tune-quickstart.yaml")
+    assert {"d", "alpha_max"} <= set(spec.space)
+    assert spec.searcher.kind == "random" and spec.searcher.include_default
+    assert spec.num_samples >= 6                       # the default point is one of them
+    assert base.model.backend == "tiny" and base.device == "cpu" and spec.resources.gpus == 0

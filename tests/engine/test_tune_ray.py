@@ -26,6 +26,7 @@ from guide_ray.config.job import load_job
 from guide_ray.config.tune import load_tune
 from guide_ray.engine.run import RunOptions, plan
 from guide_ray.engine.tune import run_tune
+from guide_ray.errors import ConfigError
 from guide_ray.reduce.tune_report import write_outputs
 
 pytestmark = pytest.mark.ray
@@ -62,8 +63,12 @@ def _calls(tmp_path: Path) -> list[dict]:
 
 
 def test_small_search_writes_table_best_job_and_plot(tmp_path: Path) -> None:
-    spec, base = load_tune(_spec(tmp_path))
-    records = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    spec, base = load_tune(_spec(tmp_path, report_every_steps=2))
+    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    assert not run.interrupted
+    records = run.records
+    # identity 1: one report; identity 2: steps 2 and 4 (running means of identity 1), then its own
+    assert [r["training_iteration"] for r in records] == [4, 4, 4]
     out = write_outputs(spec, base, records)
 
     table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
@@ -106,7 +111,9 @@ def test_asha_stops_a_bad_trial_early(tmp_path: Path) -> None:
                               "alpha_max": {"type": "grid", "values": [15.0]}},
         searcher={"kind": "grid"}, scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
         num_samples=1, max_concurrent_trials=1))
-    records = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    assert not run.interrupted                                   # ASHA's stops are not an interruption
+    records = run.records
     by_d = {r["d"]: r for r in records}
     assert by_d[40.0]["status"] == "complete" and by_d[40.0]["identities_done"] == 4
     stopped = [r for r in records if r["status"] == "stopped"]
@@ -122,14 +129,18 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path: Path) -> None:
     spec, base = load_tune(path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "interrupt.pid").write_text(str(os.getpid()))  # d=40's 2nd identity sends SIGINT
-    first = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    interrupted = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    assert interrupted.interrupted
+    first = interrupted.records
     assert {r["d"]: r["status"] for r in first}.get(10.0) == "complete"
     assert len([r for r in first if r["status"] == "complete"]) < 3
     before = Counter((c["d"], c["id"]) for c in _calls(tmp_path))
 
-    with pytest.raises(Exception, match="already holds the search"):
+    with pytest.raises(ConfigError, match="already holds the search"):
         run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
-    records = run_tune(spec, base, resume=True, factory=tune_fakes.FakeTunePipeline)
+    resumed = run_tune(spec, base, resume=True, factory=tune_fakes.FakeTunePipeline)
+    assert not resumed.interrupted
+    records = resumed.records
     assert sorted(r["status"] for r in records) == ["complete"] * 3
     after = Counter((c["d"], c["id"]) for c in _calls(tmp_path))
     assert after[(10.0, "random-0000")] == after[(10.0, "random-0001")] == 1   # finished trial not rerun
