@@ -110,11 +110,9 @@ def to_markdown(spec: TuneSpec, table: pd.DataFrame, best: dict | None, default:
                  f"mean {spec.objective.damage} (bound {spec.objective.damage_bound}); objective = forgetting + "
                  f"{spec.objective.penalty} * max(0, damage - bound) / bound.")
     if best is not None:
-        lines.append(f"\nBest: trial {best['trial_id']} ({_point(spec, best)}): forgetting {_cell(best['forgetting'])}, "
-                     f"damage {_cell(best['damage'])}, objective {_cell(best['objective'])}.")
+        lines.append(f"\nBest: trial {best['trial_id']} ({_point(spec, best)}): {_scores(best)}.")
     if default is not None:
-        lines.append(f"GUIDE's default ({_point(spec, default)}): forgetting {_cell(default['forgetting'])}, "
-                     f"damage {_cell(default['damage'])}, objective {_cell(default['objective'])}.")
+        lines.append(f"GUIDE's default ({_point(spec, default)}): {_scores(default)}.")
     if "stand_in" in table and bool(table["stand_in"].fillna(False).astype(bool).any()):
         lines.append("\n† computed with stand-in networks or an untrained generator: the numbers only show the "
                      "search working, not GUIDE's behaviour.")
@@ -160,6 +158,10 @@ def render_page(spec: TuneSpec, table: pd.DataFrame, markdown: str, paths: dict[
         f"<style>{_STYLE}</style></head><body><h1>GUIDE search: {html.escape(spec.name)}</h1>",
         f"<img src='{PLOT}' alt='forgetting against damage'>", notes, best,
         "<h2>Trials</h2>", table.to_html(index=False, escape=True, na_rep="–"), "</body></html>\n"])
+
+
+def _scores(row: dict) -> str:
+    return ", ".join(f"{k} {_cell(row[k])}" for k in ("forgetting", "damage", "objective"))
 
 
 def _point(spec: TuneSpec, row: dict) -> str:

@@ -147,3 +147,23 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path: Path) -> None:
     assert after[(40.0, "random-0000")] == 1                                   # its checkpoint was used
     assert before[(40.0, "random-0001")] == 1 and after[(40.0, "random-0001")] == 2  # interrupted one redone
     assert after[(20.0, "random-0000")] == 1
+
+
+@pytest.mark.slow
+def test_tiny_real_search_end_to_end(tmp_path: Path) -> None:
+    """Two trials of the real per-identity core (tiny backend, 2 steps, 8 FID samples), one identity each."""
+    base = {"name": "b", "manifest": {"generate": "random", "n": 1}, "model": {"backend": "tiny"},
+            "guide": {"iterations": 2, "lr": 1e-3}, "metrics": ["ID", "FID_pre"],
+            "fid": {"num_samples": 8, "batch_size": 4}, "output_dir": "base-run", "device": "cpu"}
+    path = _spec(tmp_path, n=1, base_job=base, space={"d": {"type": "grid", "values": [30.0, 10.0]}},
+                 searcher={"kind": "grid"}, num_samples=1, max_concurrent_trials=1,
+                 resources={"cpus": 1, "gpus": 0})
+    spec, base_job = load_tune(path)
+    run = run_tune(spec, base_job)
+    out = write_outputs(spec, base_job, run.records)
+    assert [r["status"] for r in run.records] == ["complete", "complete"]
+    for r in run.records:
+        assert 0.0 <= r["ID"] <= 1.0 and r["FID_pre"] >= 0.0 and r["stand_in"]
+        trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
+        assert json.loads((trial / "metrics.json").read_text())["guide"]["d"] == r["d"]
+    assert load_job(out.paths["best_job"]).guide.d in (30.0, 10.0)
