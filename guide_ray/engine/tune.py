@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "identities.json"
 OBJECTIVE = "objective"
+ASHA_MAX_T = 1_000_000  # reports; far above identities x (1 + iterations / report_every_steps)
 
 
 def experiment_path(spec: TuneSpec) -> Path:
@@ -183,8 +184,9 @@ def _searcher(spec: TuneSpec) -> object:
 def _tune_config(spec: TuneSpec) -> tune.TuneConfig:
     scheduler = FIFOScheduler()
     if isinstance(spec.scheduler, Asha):
+        # max_t: ASHA ends every trial that reaches it; a trial ends by itself after its identities
         scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=spec.scheduler.grace_period,
-                                  reduction_factor=spec.scheduler.reduction_factor)
+                                  reduction_factor=spec.scheduler.reduction_factor, max_t=ASHA_MAX_T)
     searcher = _searcher(spec)
     multi = spec.searcher.kind == "optuna-nsga2"
     # BasicVariantGenerator limits concurrency itself (Tune ignores max_concurrent_trials for it)
@@ -254,7 +256,8 @@ def trial_records(spec: TuneSpec, grid: tune.ResultGrid) -> list[dict]:
             status = "complete"
         else:
             status = "stopped"
-        record = {"trial_id": metrics.get("trial_id") or Path(result.path).name.split("_")[1],
+        # a trial that never reported has no trial_id yet: its folder is <trainable>_<experiment>_<n>_...
+        record = {"trial_id": metrics.get("trial_id") or "_".join(Path(result.path).name.split("_")[1:3]),
                   **{key: result.config.get(key) for key in spec.space}, "status": status,
                   "error": describe_exception(result.error) if result.error is not None else None}
         for key, value in metrics.items():
