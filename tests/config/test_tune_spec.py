@@ -83,8 +83,9 @@ def test_variant_conflict_fails_at_load(tmp_path: Path) -> None:
         load_tune(path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optuna") is not None, reason="optuna is installed here")
-def test_optuna_searcher_names_the_extra(tmp_path: Path) -> None:
+def test_optuna_searcher_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
     path = _write(tmp_path, _spec(searcher={"kind": "optuna-tpe"}))
     with pytest.raises(ConfigError, match=r"optional extra 'tune': pip install 'guide-ray\[tune\]'"):
         load_tune(path)
