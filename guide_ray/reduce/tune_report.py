@@ -137,10 +137,15 @@ def plot(spec: TuneSpec, table: pd.DataFrame, path: Path) -> Path:
         ax.scatter(dflt["damage"], dflt["forgetting"], marker="*", s=250, c="#1a6", label="GUIDE default", zorder=4)
     if "damage" in other and not other.empty:
         ax.scatter(other["damage"], other["forgetting"], marker="x", c="#999", label="stopped / failed", zorder=1)
-    ax.axvline(spec.objective.damage_bound, ls="--", c="#555", lw=1, label="damage bound")
+    bound = spec.objective.damage_bound
+    damages = pd.to_numeric(table["damage"], errors="coerce").dropna() if "damage" in table else pd.Series([])
+    if damages.empty or bound <= 2 * damages.max():
+        ax.axvline(bound, ls="--", c="#555", lw=1, label="damage bound")
+    else:  # far right of every trial: a line there would squeeze the trials into one column
+        ax.set_title(f"damage bound {bound:g} is beyond every trial", fontsize=8, loc="right")
     ax.set_xlabel(f"damage: {spec.objective.damage} (lower is better)")
     ax.set_ylabel("forgetting: ID (lower is better)")
-    ax.set_title(f"search {spec.name}")
+    ax.set_title(f"search {spec.name}", loc="left")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_file(path) as tmp:
