@@ -18,6 +18,7 @@ from guide_ray.errors import GuideRayError
 COMMANDS = {
     "unlearn": "unlearn one identity with the pure-PyTorch core (no Ray)",
     "run": "process a job's manifest on a Ray cluster (local by default)",
+    "tune": "search GUIDE's hyperparameters with Ray Tune on a fixed validation set of identities",
     "submit": "submit a job to a remote Ray cluster as a Ray job",
     "report": "aggregate a run's per-identity results into summary tables and an HTML page",
     "manifest": "create a Parquet manifest of identities",

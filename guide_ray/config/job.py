@@ -176,9 +176,17 @@ def load_job(path: Path) -> JobSpec:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read job file {path}: {exc}") from exc
+    return parse_job(raw, path.resolve().parent, f"job file {path}")
+
+
+def parse_job(raw: object, base: Path, source: str) -> JobSpec:
+    """Validate a job mapping whose relative paths are relative to `base`; errors start with `source`.
+
+    `load_job` reads a YAML with it; a tune spec's inline base job uses it with the spec's folder.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"job file {path}: expected a mapping at the top level")
-    base = path.resolve().parent
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    raw = dict(raw)
     for key in ("manifest", "output_dir", "cache_dir"):
         if isinstance(raw.get(key), str):
             raw[key] = str((base / raw[key]).resolve())
@@ -189,11 +197,11 @@ def load_job(path: Path) -> JobSpec:
     try:
         job = JobSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"job file {path}: {describe_validation_error(exc)}") from exc
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
     try:
         effective_guide(job, job.variant, {})  # an unknown job-level variant fails at load time
     except ConfigError as exc:
-        raise ConfigError(f"job file {path}: variant: {exc}") from exc
+        raise ConfigError(f"{source}: variant: {exc}") from exc
     return job
 
 
