@@ -5,13 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 
 class StrictModel(BaseModel):
     """Frozen, unknown keys rejected: a misspelt YAML key fails loudly instead of being ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ray_gpu_rule(v: float) -> float:
+    if v > 1 and not float(v).is_integer():
+        raise ValueError("more than one GPU must be a whole number (Ray's rule); fractions only below 1")
+    return v
+
+
+# GPUs of one actor or trial: a fraction below 1 packs several onto one GPU, above 1 only whole GPUs.
+GpuCount = Annotated[float, Field(ge=0), AfterValidator(_ray_gpu_rule)]
 
 
 def fingerprint(obj: BaseModel | dict | list | str | float | int | None) -> str:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from guide_ray.config.backends import BACKEND_NAMES, INVERSION_METHODS, backend_info
-from guide_ray.config.base import StrictModel, describe_validation_error
+from guide_ray.config.base import GpuCount, StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig, apply_overrides
 from guide_ray.config.manifest import ManifestRow, Scenario, resolve_media
 from guide_ray.config.metrics import DEFAULT_METRICS, METRIC_NAMES, METRICS
@@ -103,17 +103,10 @@ class FidSpec(StrictModel):
 class Resources(StrictModel):
     """Ray resources of one worker actor."""
 
-    gpus_per_actor: float = Field(
-        0.0, ge=0, description="GPUs per actor; a fraction (e.g. 0.5) lets several identities share one GPU"
+    gpus_per_actor: GpuCount = Field(
+        0.0, description="GPUs per actor; a fraction (e.g. 0.5) lets several identities share one GPU"
     )
     cpus_per_actor: float = Field(1.0, gt=0, description="logical CPUs per actor (decode, pre-processing)")
-
-    @field_validator("gpus_per_actor")
-    @classmethod
-    def _ray_gpu_rule(cls, v: float) -> float:
-        if v > 1 and not float(v).is_integer():
-            raise ValueError("more than one GPU per actor must be a whole number (Ray's rule)")
-        return v
 
 
 class JobSpec(StrictModel):

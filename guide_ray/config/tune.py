@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from guide_ray.config.base import StrictModel, describe_validation_error
+from guide_ray.config.base import GpuCount, StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig
 from guide_ray.config.job import JOB_NAME_PATTERN, GeneratedManifest, JobSpec, effective_guide, load_job, parse_job
 from guide_ray.config.metrics import FID_PRE, ID, ID_OTHERS
@@ -105,14 +105,7 @@ class NoScheduler(StrictModel):
 
 class TrialResources(StrictModel):
     cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0, description="a fraction (e.g. 0.25) packs several trials on one GPU")
-
-    @field_validator("gpus")
-    @classmethod
-    def _ray_gpu_rule(cls, v: float) -> float:
-        if v > 1 and not float(v).is_integer():
-            raise ValueError("more than one GPU per trial must be a whole number (Ray's rule)")
-        return v
+    gpus: GpuCount = Field(0.0, description="a fraction (e.g. 0.25) packs several trials on one GPU")
 
 
 class TuneSpec(StrictModel):
