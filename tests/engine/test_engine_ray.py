@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
-from ray import cloudpickle
+from local_ray import local_cluster
 
 from guide_ray.config.job import JobSpec
 from guide_ray.engine.run import run_job
@@ -35,12 +35,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():  # noqa: ANN201
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200 * 2**20,
-             logging_config=ray.LoggingConfig(log_level="WARNING"))
-    cloudpickle.register_pickle_by_value(engine_fakes)  # workers cannot import tests/
-    yield
-    cloudpickle.unregister_pickle_by_value(engine_fakes)
-    ray.shutdown()
+    with local_cluster(engine_fakes):
+        yield
 
 
 def _manifest(path: Path, ids: list[str], **extra: list) -> str:

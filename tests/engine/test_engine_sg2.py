@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
+from local_ray import local_cluster
 
 from guide_ray.config.job import JobSpec
 from guide_ray.engine.run import run_job
@@ -21,10 +21,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():  # noqa: ANN201
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             logging_config=ray.LoggingConfig(log_level="WARNING"))
-    yield
-    ray.shutdown()
+    with local_cluster(num_gpus=None):
+        yield
 
 
 def test_mixed_manifest_on_stylegan2_tiny(tmp_path: Path) -> None:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 import tune_fakes
 import yaml
+from local_ray import local_cluster
 from PIL import Image
-from ray import cloudpickle
 
 from guide_ray.config.job import load_job
 from guide_ray.config.tune import load_tune
@@ -34,12 +33,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():  # noqa: ANN201
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200 * 2**20,
-             logging_config=ray.LoggingConfig(log_level="WARNING"))
-    cloudpickle.register_pickle_by_value(tune_fakes)  # workers cannot import tests/
-    yield
-    cloudpickle.unregister_pickle_by_value(tune_fakes)
-    ray.shutdown()
+    with local_cluster(tune_fakes):
+        yield
 
 
 def _spec(tmp_path: Path, n: int = 2, **changes: object) -> Path:
