@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 
+from loop_probe import two_steps
+
 from guide_ray.config.guide import GuideConfig
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.loop import unlearn
@@ -69,25 +71,15 @@ def test_mapping_is_unconditioned_and_cameras_are_ignored(source: GuideStyleGAN2
 
 def test_only_the_synthesis_convolutions_train(source: GuideStyleGAN2, nets) -> None:
     G_s, G_u, w_u, rng = _setup(source)
-    before = {k: v.clone() for k, v in G_u.state_dict().items()}
-    source_state = {k: v.clone() for k, v in G_s.state_dict().items()}
-    seen = {}
-
-    def spy(step, parts):
-        seen["params"] = {n for n, p in G_u.named_parameters() if p.requires_grad}
-        return False
-
-    unlearn(G_u, G_s, w_u, GuideConfig(iterations=2, lr=1e-3), nets, rng=rng, on_step=spy)
+    run = two_steps(G_s, G_u, w_u, rng, nets)
     trainable = {n for n, _ in G_u.named_parameters() if not n.startswith("decoder.style.")}
-    assert seen["params"] == trainable
+    assert run.trainable == trainable
     assert len(trainable) == 1 + 5 + 4 + 8 * 5 + 4 * 4          # input, conv1, to_rgb1, convs, to_rgbs
-    after = G_u.state_dict()
-    changed = {k for k in after if not torch.equal(after[k], before[k])}
-    assert changed and changed <= trainable
-    frozen = [k for k in after if k not in trainable]              # mapping, latent_avg, noises, kernels
+    assert run.changed and run.changed <= trainable
+    frozen = [k for k in run.after if k not in trainable]          # mapping, latent_avg, noises, kernels
     assert any(k.startswith("decoder.style.") for k in frozen) and "latent_avg" in frozen
-    assert all(torch.equal(after[k], before[k]) for k in frozen)
-    assert all(torch.equal(v, source_state[k]) for k, v in G_s.state_dict().items())   # G_s untouched
+    assert run.untouched(frozen)
+    assert run.source_unchanged                                  # G_s untouched
 
 
 def test_same_seed_same_result(source: GuideStyleGAN2, nets) -> None:
