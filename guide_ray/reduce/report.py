@@ -20,7 +20,7 @@ from guide_ray.store.results import QUARANTINE, QUARANTINE_LOG, load_rows, read_
 from guide_ray.store.schema import ResultRow
 
 REPORT = "report.html"
-_STYLE = """
+PAGE_STYLE = """  # shared by report.html and tune.html
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
 .cards { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -62,7 +62,7 @@ def write_report(run_dir: Path) -> ReportPaths:
 def render_page(title: str, summary: pd.DataFrame, rows: list[ResultRow], errors: list[dict[str, object]]) -> str:
     """The whole HTML page as a string (pure; every user-supplied string escaped)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>GUIDE unlearning run: {_e(title)}</h1>",
+             f"<style>{PAGE_STYLE}</style></head><body><h1>GUIDE unlearning run: {_e(title)}</h1>",
              "<h2>Summary (mean ± std over ok identities; ↓ lower is better, ↑ higher)</h2>",
              display_table(summary).to_html(index=False, escape=True, na_rep="–")]
     if not summary.empty and bool(summary["stand_in"].any()):

@@ -19,7 +19,7 @@ import yaml
 
 from guide_ray.config.job import JobSpec
 from guide_ray.config.tune import TuneSpec, best_job, default_point
-from guide_ray.reduce.report import _STYLE
+from guide_ray.reduce.report import PAGE_STYLE
 from guide_ray.utils.files import atomic_file
 
 TRIALS = "trials"
@@ -160,7 +160,7 @@ def render_page(spec: TuneSpec, table: pd.DataFrame, markdown: str, paths: dict[
             "<code>guide-ray run</code>.</p>") if "best_job" in paths else "<p>No trial completed.</p>"
     return "\n".join([
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)}</title>",
-        f"<style>{_STYLE}</style></head><body><h1>GUIDE search: {html.escape(spec.name)}</h1>",
+        f"<style>{PAGE_STYLE}</style></head><body><h1>GUIDE search: {html.escape(spec.name)}</h1>",
         f"<img src='{PLOT}' alt='forgetting against damage'>", notes, best,
         "<h2>Trials</h2>", table.to_html(index=False, escape=True, na_rep="–"), "</body></html>\n"])
 
