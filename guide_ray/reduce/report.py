@@ -20,7 +20,8 @@ from guide_ray.store.results import QUARANTINE, QUARANTINE_LOG, load_rows, read_
 from guide_ray.store.schema import ResultRow
 
 REPORT = "report.html"
-PAGE_STYLE = """  # shared by report.html and tune.html
+# shared by report.html and tune.html
+PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
 .cards { display: flex; flex-wrap: wrap; gap: 1em; }
