@@ -1,6 +1,8 @@
 """`guide-ray world train`: every network of the world from fixed seeds, resumable, in stages.
 
-Stages run in order and each ends in plain state_dict files in the output folder:
+Stages run in order (id_loss, generator, id_metric: the generator's perceptual term needs only
+id_loss, so its result can be looked at before id_metric trains) and each ends in plain
+state_dict files in the output folder:
   id_loss, id_metric  the identity network twice (different init and batch seeds), CosFace over
                       `num_identities` in-domain identities rendered under random camera, light and
                       expression;
@@ -39,7 +41,7 @@ from guide_ray.world.nuisance import canonical_nuisance, sample_cameras, sample_
 from guide_ray.world.population import PARAM_NAMES, Z_MAP_SEED, sample_identities, z_to_identity
 from guide_ray.world.renderer import render
 
-STAGES = ("id_loss", "id_metric", "generator")
+STAGES = ("id_loss", "generator", "id_metric")  # the generator needs only id_loss
 FILES = {"id_loss": "id_loss.pt", "id_metric": "id_metric.pt", "generator": "generator.pt"}
 CONFIG_FILE, MANIFEST_FILE, CHECKPOINT_DIR = "world.json", "manifest.json", "checkpoints"
 
@@ -59,8 +61,8 @@ class WorldTrainConfig(StrictModel):
     id_resolution: int = Field(default=64, ge=16)
     perceptual_weight: float = Field(default=1.0, ge=0)
     checkpoint_every: int = Field(default=100, ge=1)
-    id_loss: StageConfig = StageConfig(steps=3000, batch=48, lr=2e-3, seed=9_000_100)
-    id_metric: StageConfig = StageConfig(steps=3000, batch=48, lr=2e-3, seed=9_000_200)
+    id_loss: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_100)
+    id_metric: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_200)
     generator: StageConfig = StageConfig(steps=6000, batch=4, lr=2e-3, seed=9_000_300)
 
 

@@ -69,4 +69,4 @@ def test_train_resumes_across_processes(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     ckpt = torch.load(tmp_path / "checkpoints" / "id_loss.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2
-    assert not (tmp_path / "id_loss.pt").exists()  # 2 of 3000 steps: the stage is not finished
+    assert not (tmp_path / "id_loss.pt").exists()  # 2 of 2000 steps: the stage is not finished
