@@ -35,7 +35,8 @@ from guide_ray.metrics.stats import FidStats, fid_plan, load_real_stats
 from guide_ray.models import weights as weight_registry
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.factory import build_fid_extractor, build_loss_nets
-from guide_ray.utils.files import atomic_file
+from guide_ray.store.latents import LatentCache
+from guide_ray.utils.files import atomic_file, file_sha256
 from guide_ray.utils.images import save_curve, save_grid
 from guide_ray.utils.seeding import derive_seed, make_rng
 
@@ -114,6 +115,7 @@ class Pipeline:
         self.real_stats: FidStats | None = None
         self._pre_stats: dict[str, fid.FidStats] = {}          # StatsKey fingerprint → pretrained stats
         self.inversion_stand_in = False
+        self._generator_id: str | None = None                  # G_s's weights fingerprint, for the latent cache
 
     @property
     def stand_in(self) -> bool:
@@ -123,14 +125,19 @@ class Pipeline:
 
     def prepare(self, cache_dir: Path) -> None:
         """Pretrained-generator FID statistics for the job-level camera and noise (most identities use
-        them), cached on disk by fingerprint, and the real statistics."""
+        them), cached on disk by fingerprint, and the real statistics (the backend's own ground truth
+        where it has one, else the job's or GUIDE's file)."""
         if not self.extractors:
             return
         self._pretrained_stats(self.job.guide)
         if self.fid_plan.real is not None and self.real_stats is None:
-            path = self.job.fid.real_stats or weight_registry.resolve_file(
-                weight_registry.FFHQ_FEATS.name, self.weights_dir)
-            self.real_stats = load_real_stats(path)
+            if self.job.fid.real_stats is None:
+                self.real_stats = self.backend.real_stats(self.G_s, self.extractors[self.fid_plan.real], self.job.fid,
+                                                          self.job.guide.camera, self.device, cache_dir)
+            if self.real_stats is None:
+                path = self.job.fid.real_stats or weight_registry.resolve_file(
+                    weight_registry.FFHQ_FEATS.name, self.weights_dir)
+                self.real_stats = load_real_stats(path)
 
     def run(self, item: WorkItem, out_dir: Path, on_step: StepHook | None = None) -> ItemOutcome:
         """Unlearn `item` and write its artifacts into `out_dir` (the engine gives each attempt its own).
@@ -234,12 +241,19 @@ class Pipeline:
         }
 
     def _invert(self, path: str, seed: int) -> Tensor:
-        """w [1, L, C] of a photo, by the job's inversion method (ModelSpec.inversion) for this backend."""
-        image = self.backend.load_photo(Path(path)).to(self.device)
+        """w [1, L, C] of a photo, by the job's inversion method (ModelSpec.inversion) for this backend;
+        cached per run (RUN/cache/latents), as every variant of an identity inverts the same photo."""
+        image = self.backend.load_photo(Path(path))            # BadImage naming the file, before any work
         inverter = self.backend.inverter(self.G_s, self.nets, self.job.model.inversion, self.weights_dir,
                                          self.device, seed)
         self.inversion_stand_in = inverter.stand_in
-        return inverter.invert(image).detach()
+        if self._generator_id is None:
+            self._generator_id = fid.generator_fingerprint(self.G_s)
+        key = {"photo": file_sha256(path), "generator": self._generator_id, "backend": self.job.model.backend,
+               "inversion": self.job.model.inversion.model_dump(mode="json"), "seed": seed,
+               "device": self.device.type}
+        compute = lambda: inverter.invert(image.to(self.device))  # noqa: E731
+        return LatentCache(self.job.fid_cache_dir / "latents").get_or_compute(key, compute).to(self.device)
 
 
 def _log_every(identity_id: str, iterations: int, every: int = 50) -> StepHook:

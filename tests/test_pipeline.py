@@ -87,3 +87,23 @@ def test_fid_renders_use_the_identitys_effective_camera(pipeline, tmp_path):
 
     key = json.loads(str(np.load(next(iter(new)), allow_pickle=False)["key"]))
     assert key["camera"]["radius"] == 2.5 and key["camera"]["fov_deg"] == 20.0 and key["role"] == "pretrained"
+
+
+def test_a_photo_is_inverted_once_for_every_variant(pipeline, tmp_path, monkeypatch):
+    """The table's variants share the identity's photo and seed: the second inverts nothing."""
+    calls = []
+    real = pipeline.backend.inverter
+
+    def counting(*args, **kwargs):
+        inverter = real(*args, **kwargs)
+        invert = inverter.invert
+        inverter.invert = lambda image: (calls.append(1), invert(image))[1]
+        return inverter
+
+    monkeypatch.setattr(pipeline.backend, "inverter", counting)
+    source = _photo(tmp_path / "same.png", 7)
+    w_first = pipeline.source_latent(_item(tmp_path, source=source, seed=11))
+    w_again = pipeline.source_latent(_item(tmp_path, source=source, seed=11, variant="baseline"))
+    assert len(calls) == 1 and torch.equal(w_first, w_again)
+    pipeline.source_latent(_item(tmp_path, source=source, seed=12))      # another seed: inverted again
+    assert len(calls) == 2

@@ -66,6 +66,12 @@ class GeneratorBackend(ABC):
                  device: torch.device, seed: int) -> Inverter:
         """The job's inversion method for this backend, seeded from the identity's `seed`."""
 
+    def real_stats(self, G_s: UnlearnableGenerator, extractor, spec, camera: CameraConfig, device: torch.device,
+                   cache_dir: Path):
+        """ΔFID_real's real-image statistics when the backend owns its ground truth (the synthetic world);
+        None: they come from a file (GUIDE's ffhq_real_feat.npy or `fid.real_stats`)."""
+        return None
+
     @abstractmethod
     def unlearned_state(self, G_u: UnlearnableGenerator) -> dict[str, Tensor]:
         """The trained tensors saved as the artifact (torch.load(weights_only=True)-loadable)."""

@@ -1,7 +1,9 @@
-"""`guide-ray manifest random|folder`: create a Parquet manifest of identities.
+"""`guide-ray manifest random|folder|world`: create a Parquet manifest of identities.
 
 `random --n N --seed S` makes ids random-0000… with per-row seeds derived from S;
-`folder DIR` makes one identity per sub-folder (sorted images: first = source, rest = other images).
+`folder DIR` makes one identity per sub-folder (sorted images: first = source, rest = other images);
+`world --domain in_domain|ood --n N --photos K` renders K photos of N synthetic-world identities
+into `<manifest folder>/photos/` and lists them (scenarios world_in_domain / world_ood).
 `--variants A B` repeats every identity once per variant (ids `<id>.<variant>`, one seed).
 """
 
@@ -27,6 +29,16 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
     folder.add_argument("-o", "--output", type=Path, required=True, help="manifest to write (.parquet)")
     folder.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
                         help="every identity once per variant (e.g. baseline guide): the rows of the paper's tables")
+    world = kinds.add_parser("world", help="photos of synthetic-world identities, rendered (backend 'world')")
+    world.add_argument("--domain", default="in_domain", choices=["in_domain", "ood"],
+                       help="the training population, or the shifted out-of-domain one")
+    world.add_argument("--n", type=int, required=True, help="number of identities")
+    world.add_argument("--photos", type=int, default=3, help="photos per identity: the source + K-1 for ID_others")
+    world.add_argument("--seed", type=int, default=0, help="seed of the identities, photos and per-row seeds")
+    world.add_argument("-o", "--output", type=Path, required=True,
+                       help="manifest to write (.parquet); photos go to photos/ beside it")
+    world.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
+                       help="every identity once per variant (e.g. baseline guide): the rows of the paper's tables")
     parser.set_defaults(handler=main)
     return parser
 
@@ -39,6 +51,11 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed must be non-negative, got {args.seed}")
     if args.kind == "random":
         rows = random_rows(args.n, args.seed)
+    elif args.kind == "world":
+        from guide_ray.world.photos import write_photo_folders
+        root = args.output.resolve().parent / "photos" / args.domain
+        write_photo_folders(root, args.domain, args.n, args.photos, args.seed)
+        rows = folder_rows(root, args.output.resolve().parent, f"world_{args.domain}", args.seed)
     else:
         rows = folder_rows(args.root, args.output.resolve().parent, args.scenario, args.seed)
     rows = with_variants(rows, args.variants)

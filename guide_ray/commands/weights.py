@@ -21,7 +21,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
                    f"to get each: {', '.join(BACKEND_NAMES)} (default: eg3d-ffhq512-128)")
     p.add_argument("--metrics", default="ID,ID_others,FID_pre,delta_FID_real",
                    help="comma-separated metrics the runs will compute (default: all four)")
-    p.add_argument("--scenarios", default="random,ffhq,celebahq,custom",
+    p.add_argument("--scenarios", default="random,ffhq,celebahq,world_in_domain,world_ood,custom",
                    help="comma-separated scenarios the runs will use (default: all)")
     p.add_argument("--convert", type=Path, metavar="PKL", help="convert an official EG3D .pkl (never executed)")
     p.add_argument("-o", "--output", type=Path, help="output path for --convert")

@@ -1,6 +1,7 @@
 """`guide-ray world train --out DIR`: train the synthetic world's networks (resumable);
 `guide-ray world sample --out PNG [--generator PT]`: a grid of identities (rows) × yaws (columns)
-from the renderer, each row followed by the trained generator's row when --generator is given.
+from the renderer, each row followed by the trained generator's row when --generator is given;
+`guide-ray world evaluate --out DIR`: the shipped world's measured quality (docs/world.md).
 
 Rerunning `train` with the same DIR resumes from the last checkpoint and skips finished stages."""
 
@@ -39,11 +40,25 @@ def add_parser(sub, name: str, help_text: str) -> None:
     sample.add_argument("--generator", type=Path, metavar="PT",
                         help="a trained world generator.pt: each renderer row is followed by its row")
     sample.set_defaults(handler=main)
+    evaluate = actions.add_parser("evaluate", help="measure the shipped world: identity TAR, generator fidelity, "
+                                  "inversion (JSON + Markdown + PNG)")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.add_argument("--identities", type=_positive, default=200, help="held-out identities for TAR (default 200)")
+    evaluate.add_argument("--latents", type=_positive, default=50, help="latents for generator fidelity (default 50)")
+    evaluate.add_argument("--inversions", type=int, default=6, help="photos to invert (0 = skip; default 6)")
+    evaluate.add_argument("--inversion-steps", type=_positive, default=200, help="projection steps (default 200)")
+    evaluate.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from guide_ray.errors import ConfigError
 
+    if args.world_command == "evaluate":
+        from guide_ray.world.quality import write_report
+
+        write_report(args.out, args.identities, args.latents, args.inversions, args.inversion_steps)
+        print((args.out / "world_quality.md").read_text(), end="")
+        return 0
     if args.world_command == "sample":
         if args.out.suffix.lower() != ".png":
             raise ConfigError(f"--out {args.out}: expected a .png file")

@@ -17,6 +17,10 @@ from guide_ray.errors import ConfigError
 from guide_ray.utils.text import did_you_mean
 
 Dims = Literal["3d", "2d"]
+# Where a backend's loss / metric / FID networks come from: the released files ("real"), the
+# labelled untrained stand-ins ("stand-in"), or the networks trained in the synthetic world and
+# shipped in the package ("world", guide_ray/world/).
+Nets = Literal["real", "stand-in", "world"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,21 @@ class BackendInfo:
     module: str                        # guide_ray.backends.<x>: its torch builders (`BACKEND` class there)
     dims: Dims                         # "3d": camera-conditioned renders (yaw sweeps); "2d": one view, no camera
     description: str
-    stand_in: bool                     # untrained seeded networks: numbers not comparable with the paper
+    nets: Nets
     generator_files: tuple[str, ...] = ()   # weights-registry file names G_s is read from
     loss_files: tuple[str, ...] = ()        # LPIPS-VGG trunk + IR-SE50 of GUIDE's losses (none for stand-ins)
     # photo inversion methods, the first the default, each with the files it reads beyond the above
     inverters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def stand_in(self) -> bool:
+        """Untrained seeded networks: numbers not comparable with anything."""
+        return self.nets == "stand-in"
+
+    @property
+    def embedded(self) -> bool:
+        """Reads nothing from the weights folder (stand-ins, or the shipped synthetic world)."""
+        return self.nets != "real"
 
     @property
     def default_inversion(self) -> str:
@@ -41,19 +55,23 @@ class BackendInfo:
 _LOSS_FILES = ("model_ir_se50.pth", "vgg16-397923af.pth")
 
 BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
+    BackendInfo("world", "guide_ray.backends.world", "3d",
+                "the synthetic face world shipped with the package: an EG3D distilled from a procedural face "
+                "renderer, with identity, perceptual and FID networks trained on its renders (docs/world.md)",
+                nets="world", inverters={"projection": ()}),
     BackendInfo("tiny", "guide_ray.backends.eg3d", "3d",
                 "embedded CPU-sized EG3D (untrained, seeded) with stand-in loss and metric networks",
-                stand_in=True, inverters={"projection": ()}),
+                nets="stand-in", inverters={"projection": ()}),
     BackendInfo("eg3d-ffhq512-128", "guide_ray.backends.eg3d", "3d",
                 "the released EG3D FFHQ 512² (neural rendering 128), GUIDE's generator",
-                stand_in=False, generator_files=("ffhqrebalanced512-128.pkl",), loss_files=_LOSS_FILES,
+                nets="real", generator_files=("ffhqrebalanced512-128.pkl",), loss_files=_LOSS_FILES,
                 inverters={"goae": ("encoder_FFHQ.pt",), "projection": ()}),
     BackendInfo("stylegan2-tiny", "guide_ray.backends.stylegan2", "2d",
                 "embedded CPU-sized StyleGAN2 + pSp encoder (untrained, seeded) with stand-in networks",
-                stand_in=True, inverters={"psp": ()}),
+                nets="stand-in", inverters={"psp": ()}),
     BackendInfo("stylegan2-ffhq1024", "guide_ray.backends.stylegan2", "2d",
                 "StyleGAN2 FFHQ 1024² + pSp encoder from psp_ffhq_encode.pt (GUIDE-SG2, paper appendix A.7)",
-                stand_in=False, generator_files=("psp_ffhq_encode.pt",), loss_files=_LOSS_FILES,
+                nets="real", generator_files=("psp_ffhq_encode.pt",), loss_files=_LOSS_FILES,
                 inverters={"psp": ()}),   # the encoder is in the generator's file
 )}
 BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)

@@ -52,8 +52,9 @@ class ModelSpec(StrictModel):
     """Which generator (and matching encoder / metric networks) the workers load."""
 
     backend: Backend = Field(
-        "tiny", description="generator backend (guide_ray.config.backends): 'tiny' = embedded CPU-sized EG3D "
-        "default; 'eg3d-ffhq512-128' = the released EG3D; 'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2's "
+        "world", description="generator backend (guide_ray.config.backends): 'world' = the trained synthetic face "
+        "world shipped with guide_ray (CPU, default); 'tiny' = an untrained seeded stand-in (fastest tests); "
+        "'eg3d-ffhq512-128' = the released EG3D; 'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2's "
         "2D StyleGAN2 + pSp"
     )
     weights_dir: str | None = Field(
@@ -74,8 +75,11 @@ class ModelSpec(StrictModel):
 class GeneratedManifest(StrictModel):
     """A manifest the run creates itself (written to RUN/manifest.parquet), e.g. for the quickstart."""
 
-    generate: Literal["random"] = Field(description="only 'random' for now: ids random-0000…, seeds from `seed`")
+    generate: Literal["random", "world_in_domain", "world_ood"] = Field(
+        description="'random': ids random-0000…, seeds from `seed`; 'world_in_domain' / 'world_ood': `photos` "
+        "renderer photos of each of n synthetic-world identities, written to RUN/photos/ (backend 'world')")
     n: int = Field(ge=1, le=100_000, description="number of identities")
+    photos: int = Field(3, ge=1, le=100, description="world scenarios: photos per identity (the source + ID_others)")
     seed: int = Field(0, ge=0, description="manifest seed; per-row seeds are derived from it")
     variants: tuple[str, ...] = Field(
         (), description="run every identity once per variant (ids random-0000.<variant>); () = the job's variant")

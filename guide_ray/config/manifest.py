@@ -30,7 +30,8 @@ from guide_ray.utils.files import atomic_file
 from guide_ray.utils.seeding import derive_seed
 from guide_ray.utils.text import did_you_mean
 
-Scenario = Literal["random", "ffhq", "celebahq", "custom"]
+# world_in_domain / world_ood: photos rendered by the synthetic world's renderer (`guide-ray manifest world`)
+Scenario = Literal["random", "ffhq", "celebahq", "world_in_domain", "world_ood", "custom"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
 IDENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # it becomes a file name
 OVERRIDE_PREFIX = "guide."

@@ -40,6 +40,7 @@ from guide_ray.config.job import (
 )
 from guide_ray.config.manifest import (
     ManifestRead,
+    folder_rows,
     random_rows,
     read_manifest,
     with_variants,
@@ -154,8 +155,16 @@ def _digest(backend: str, files: dict[str, Path]) -> str:
 def resolve_manifest(job: JobSpec) -> Path:
     """The manifest's path; a generated manifest is (re)written to RUN/manifest.parquet first."""
     if isinstance(job.manifest, GeneratedManifest):
-        rows = with_variants(random_rows(job.manifest.n, job.manifest.seed), job.manifest.variants)
-        return write_manifest(rows, job.run_dir / "manifest.parquet")
+        spec = job.manifest
+        if spec.generate == "random":
+            rows = random_rows(spec.n, spec.seed)
+        else:                                  # the same seed renders the same photos, byte for byte
+            from guide_ray.world.photos import write_photo_folders
+            domain = spec.generate.removeprefix("world_")
+            root = job.run_dir / "photos" / domain
+            write_photo_folders(root, domain, spec.n, spec.photos, spec.seed)
+            rows = folder_rows(root, job.run_dir, spec.generate, spec.seed)
+        return write_manifest(with_variants(rows, spec.variants), job.run_dir / "manifest.parquet")
     return Path(job.manifest)
 
 

@@ -5,7 +5,7 @@ yaw linspace(−pi/12, pi/12), pitch pi/2 − 0.2), on a 2D backend the single i
 quantised to 8 bits as the saved PNGs are, one embedder for both renders. Lower = forgotten.
 On real weights every render is MTCNN-aligned first (`AlignedIdentity`, GUIDE's IDSimNet); a
 render without a detected face falls back to the ID-loss crop and is counted (`IdScore.unaligned`),
-where GUIDE's code would crash. The tiny world's stand-in embedder takes the renders as they are.
+where GUIDE's code would crash. The embedded backends' embedders (stand-in, synthetic world) take the renders as they are.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ IdMetric = AlignedIdentity | IdentityEmbedder
 
 
 def id_metric_for(backend: str, weights_dir: Path | str, device: torch.device | str) -> IdMetric:
-    """The ID / ID_others metric of a backend: aligned CurricularFace on real weights, the stand-in on
-    stand-in backends (guide_ray.config.backends)."""
-    if backend_info(backend).stand_in:
+    """The ID / ID_others metric of a backend: aligned CurricularFace on real weights; the stand-in, or
+    the world's `id_metric` network, as they are on the embedded backends (guide_ray.config.backends):
+    their renders are framed as their training images, so MTCNN has nothing to correct."""
+    if backend_info(backend).embedded:
         return build_id_metric(backend, weights_dir, device)
     return AlignedIdentity(build_id_metric(backend, weights_dir, device, crop="none"))
 

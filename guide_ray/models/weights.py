@@ -27,7 +27,7 @@ ENV_VAR = "GUIDE_RAY_WEIGHTS"
 DEFAULT_DIR = "weights"
 
 BACKENDS: tuple[str, ...] = BACKEND_NAMES          # guide_ray.config.backends
-SCENARIOS: tuple[str, ...] = ("random", "ffhq", "celebahq", "custom")  # manifest scenarios; all but random invert a photo
+SCENARIOS: tuple[str, ...] = ("random", "ffhq", "celebahq", "world_in_domain", "world_ood", "custom")  # manifest scenarios; all but random invert a photo
 IdMetricKind = Literal["curricularface", "insightface", "irse50"]
 FidExtractorKind = Literal["pytorch-fid", "clean-fid"]
 Status = Literal["ok", "found", "missing", "wrong-hash"]
@@ -158,7 +158,7 @@ FID_EXTRACTOR_FILES: dict[str, WeightFile] = {"pytorch-fid": PT_INCEPTION, "clea
 FID_EXTRACTOR_NAMES: dict[str, str] = {"pytorch-fid": "pytorch-fid-inception-v3",
                                        "clean-fid": "clean-fid-inception-v3"}
 GUIDE_REAL_FEATURES_EXTRACTOR = "pytorch-fid"   # the extractor that produced ffhq_real_feat.npy
-PHOTO_SCENARIOS: tuple[str, ...] = ("ffhq", "celebahq", "custom")   # identities inverted from a photo
+PHOTO_SCENARIOS: tuple[str, ...] = ("ffhq", "celebahq", "world_in_domain", "world_ood", "custom")   # identities inverted from a photo
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,8 @@ def needed_files(
     of the `inversion` method (default: the backend's) if a scenario inverts photos, and what the
     requested metrics need (guide_ray.config.metrics): the ID network, the files of
     `fid_extractors`, and GUIDE's real features unless the job brings its own statistics
-    (`guide_real_features=False`). Stand-in backends (tiny, stylegan2-tiny) need none."""
+    (`guide_real_features=False`). Embedded backends (the stand-ins tiny and stylegan2-tiny, and the
+    synthetic `world` shipped in the package) need none."""
     _check_choice("backend", backend, BACKENDS)
     info = backend_info(backend)
     inversion = inversion or info.default_inversion
@@ -219,7 +220,7 @@ def needed_files(
     _check_choice("id metric", id_metric, tuple(_ID_METRIC_FILES))
     for kind in extractors:
         _check_choice("FID extractor", kind, tuple(FID_EXTRACTOR_FILES))
-    if info.stand_in:
+    if info.embedded:
         return []
     wanted = [FILES[name] for name in (*info.generator_files, *info.loss_files)]
     if any(s in PHOTO_SCENARIOS for s in scenarios):

@@ -23,7 +23,7 @@ from guide_ray.store.schema import ResultRow
 
 # (row column, table header, decimals), in registry order: the paper's Table 1 columns
 METRICS = tuple((m.column, m.header, m.decimals) for m in METRIC_SPECS)
-SCENARIO_ORDER = ("random", "ffhq", "celebahq", "custom")  # Random, InD, OOD, user photos
+SCENARIO_ORDER = ("random", "ffhq", "celebahq", "world_in_domain", "world_ood", "custom")  # Random, InD, OOD, …
 VARIANT_ORDER = ("baseline", "extrapolated", "extrapolated+adj", "guide")  # the paper's rows, top to bottom
 STAND_IN_MARK = "†"
 SUMMARY_COLUMNS = (

@@ -26,7 +26,7 @@ class _RowHead(StrictModel):
     """The columns before the metric columns: which identity, how it ended."""
 
     identity_id: str = Field(description="unique id from the manifest; also the result file name")
-    scenario: str = Field(description="random | ffhq | celebahq | custom")
+    scenario: str = Field(description="random | ffhq | celebahq | world_in_domain | world_ood | custom")
     backend: str = Field(description="generator backend (guide_ray.config.backends), e.g. eg3d-ffhq512-128, "
                          "stylegan2-ffhq1024")
     variant: str = Field(description="GUIDE variant name (guide_ray.config.variants)")

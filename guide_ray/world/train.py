@@ -18,7 +18,6 @@ leaves its final file and is skipped on rerun. `manifest.json` pins the sha256 o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from guide_ray.config.base import StrictModel
 from guide_ray.errors import ConfigError
-from guide_ray.utils.files import atomic_file
+from guide_ray.utils.files import atomic_file, file_sha256
 from guide_ray.utils.seeding import make_rng
 from guide_ray.world.generator import WORLD, build_world_generator, generate, set_w_avg
 from guide_ray.world.idnet import CosFaceHead, WorldIdentityNet, perceptual_distance
@@ -63,7 +62,7 @@ class WorldTrainConfig(StrictModel):
     checkpoint_every: int = Field(default=100, ge=1)
     id_loss: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_100)
     id_metric: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_200)
-    generator: StageConfig = StageConfig(steps=6000, batch=4, lr=2e-3, seed=9_000_300)
+    generator: StageConfig = StageConfig(steps=4000, batch=4, lr=2e-3, seed=9_000_300)
 
 
 def training_identities(cfg: WorldTrainConfig) -> torch.Tensor:
@@ -198,14 +197,6 @@ def run_stage(trainer, out: Path, name: str, cfg: WorldTrainConfig, budget: int 
     return done, seconds
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(out: Path, cfg: WorldTrainConfig) -> dict[str, str]:
     """world.json (everything needed to rebuild the networks) and manifest.json (sha256 per file)."""
     world = {
@@ -220,7 +211,7 @@ def write_manifest(out: Path, cfg: WorldTrainConfig) -> dict[str, str]:
     with atomic_file(out / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     names = [CONFIG_FILE, *(FILES[s] for s in STAGES if (out / FILES[s]).exists())]
-    manifest = {name: sha256_file(out / name) for name in names}
+    manifest = {name: file_sha256(out / name) for name in names}
     with atomic_file(out / MANIFEST_FILE) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

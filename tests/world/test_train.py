@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from guide_ray.errors import ConfigError
+from guide_ray.utils.files import file_sha256
 from guide_ray.world.generator import build_world_generator
 from guide_ray.world.idnet import WorldIdentityNet
 from guide_ray.world.sample import sample_grid
 from guide_ray.world.train import (
-    FILES, MANIFEST_FILE, STAGES, StageConfig, WorldTrainConfig, _IdentityStage, sha256_file, train_world,
+    FILES, MANIFEST_FILE, STAGES, StageConfig, WorldTrainConfig, _IdentityStage, train_world,
 )
 
 
@@ -69,7 +70,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     manifest = json.loads((tmp_path / "a" / MANIFEST_FILE).read_text())
     assert set(manifest) == {"world.json", *FILES.values()}
     for name, digest in manifest.items():
-        assert sha256_file(tmp_path / "a" / name) == digest
+        assert file_sha256(tmp_path / "a" / name) == digest
     WorldIdentityNet().load_state_dict(a["id_metric"])
     build_world_generator(0).load_state_dict(a["generator"])
 

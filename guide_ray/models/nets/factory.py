@@ -1,7 +1,9 @@
 """Build the loss and metric networks for a backend, from the weights directory.
 
 Stand-in backends (`tiny`, `stylegan2-tiny`; guide_ray.config.backends) get the labelled CPU
-stand-ins and read no file; the real backends get the real networks. Nothing falls back silently: a real backend with a
+stand-ins and read no file; the `world` backend gets the networks trained in the synthetic world
+(shipped in the package, hash-checked; guide_ray/world/nets.py); the real backends get the real
+networks. Nothing falls back silently: a real backend with a
 missing or corrupt file raises WeightsMissing / WeightsInvalid naming the file. Hashes are
 checked through `guide_ray.models.weights` wherever one is published. Must not import ray.
 """
@@ -26,8 +28,14 @@ __all__ = ["LossNets", "build_fid_extractor", "build_id_metric", "build_loss_net
 def build_loss_nets(backend: str, weights_dir: Path | str, device: torch.device | str) -> LossNets:
     """Stand-ins for a stand-in backend; LPIPS-VGG (vgg16-397923af.pth) + IR-SE50 (model_ir_se50.pth) otherwise."""
     weight_registry.needed_files(backend)                                   # validates the backend name
-    if backend_info(backend).stand_in:
+    nets = backend_info(backend).nets
+    if nets == "stand-in":
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
+    if nets == "world":
+        from guide_ray.world.nets import WorldIdentity, WorldPerceptual
+        from guide_ray.world.shipped import load_identity_net
+        id_loss = load_identity_net("id_loss").to(device)
+        return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))
     perceptual = LpipsVGG(weight_registry.resolve_file(weight_registry.VGG16.name, weights_dir)).to(device)
     identity = IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
     return LossNets(perceptual, identity)
@@ -41,12 +49,18 @@ def build_id_metric(
 
     `crop` applies to CurricularFace: "none" when the caller aligns faces itself (the metric
     pipeline does, with MTCNN: guide_ray.metrics.identity.id_metric_for). For stand-in backends the stand-in
-    embedder is returned whatever `kind` is; it says so in `stand_in`. The insightface model runs
+    embedder is returned whatever `kind` is; it says so in `stand_in`; for `world`, the world's
+    `id_metric` network, whatever `kind` is. The insightface model runs
     on onnxruntime's CPU provider whatever `device` is.
     """
     weight_registry.needed_files(backend, id_metric=kind)                   # validates backend and kind
-    if backend_info(backend).stand_in:
+    nets = backend_info(backend).nets
+    if nets == "stand-in":
         return StandInIdentity().to(device)
+    if nets == "world":
+        from guide_ray.world.nets import WorldIdentity
+        from guide_ray.world.shipped import load_identity_net
+        return WorldIdentity(load_identity_net("id_metric").to(device), "id_metric")
     if kind == "curricularface":
         path = weight_registry.resolve_file(weight_registry.CURRICULARFACE.name, weights_dir)
         return CurricularFaceIdentity.from_file(path, crop=crop).to(device)
@@ -58,10 +72,16 @@ def build_id_metric(
 def build_fid_extractor(backend: str, weights_dir: Path | str, device: torch.device | str,
                         kind: weight_registry.FidExtractorKind = "pytorch-fid") -> FeatureExtractor:
     """pytorch-fid's Inception (GUIDE's; sha256 prefix checked) or clean-fid's TorchScript Inception
-    (sha256-checked); for stand-in backends the stand-in, whatever `kind` is (it says so in `stand_in`)."""
+    (sha256-checked); for stand-in backends the stand-in, whatever `kind` is (it says so in `stand_in`);
+    for `world`, the world's FID features whatever `kind` is (their name says so)."""
     weight_registry.needed_files(backend, fid_extractors=[kind])     # validates backend and kind
-    if backend_info(backend).stand_in:
+    nets = backend_info(backend).nets
+    if nets == "stand-in":
         return StandInFeatures().to(device)
+    if nets == "world":
+        from guide_ray.world.nets import WorldFidFeatures
+        from guide_ray.world.shipped import load_identity_net
+        return WorldFidFeatures(load_identity_net("id_metric").to(device))
     file = weight_registry.FID_EXTRACTOR_FILES[kind]
     path = weight_registry.resolve_file(file.name, weights_dir)      # verified; re-checked (cached) before loading
     if kind == "pytorch-fid":
