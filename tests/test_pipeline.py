@@ -87,3 +87,23 @@ def test_fid_renders_use_the_identitys_effective_camera(pipeline, tmp_path):
 
     key = json.loads(str(np.load(next(iter(new)), allow_pickle=False)["key"]))
     assert key["camera"]["radius"] == 2.5 and key["camera"]["fov_deg"] == 20.0 and key["role"] == "pretrained"
+
+
+# LPIPS_drift of a random identity (seed 5) after 2 steps at lr 1e-2 on tiny: 4 probes, seed 0, batch 2
+DRIFT_AFTER_TWO_STEPS = 0.023963615763932467
+
+
+def test_lpips_drift_through_the_pipeline(tmp_path):
+    """`guide-ray run` computes LPIPS_drift from the job's probe settings and records them."""
+    job = JobSpec.model_validate({
+        "name": "p", "manifest": str(tmp_path / "m.parquet"), "output_dir": str(tmp_path), "device": "cpu",
+        "metrics": ["LPIPS_drift"], "lpips_drift": {"num_probes": 4, "seed": 0, "batch_size": 2},
+        "model": {"backend": "tiny"}})
+    pipeline = Pipeline(job, "cpu")
+    item = _item(tmp_path, scenario="random", source="", other_images=(), guide=GuideConfig(iterations=2, lr=1e-2))
+    outcome = pipeline.run(item, tmp_path / "drift")
+    assert outcome.metrics["LPIPS_drift"] == pytest.approx(DRIFT_AFTER_TWO_STEPS, rel=1e-3)
+    assert outcome.metrics["ID"] is None and outcome.metrics["FID_pre"] is None      # not requested
+    record = json.loads((tmp_path / "drift" / "metrics.json").read_text())
+    assert record["lpips_drift"] == {"num_probes": 4, "seed": 0, "batch_size": 2}
+    assert record["metrics"]["LPIPS_drift"] == outcome.metrics["LPIPS_drift"]

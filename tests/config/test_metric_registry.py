@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "guide_ray"
 
 
 def test_registry_entries_are_complete() -> None:
-    assert registry.METRIC_NAMES == ("ID", "ID_others", "FID_pre", "delta_FID_real")   # the paper's Table 1
+    # the paper's Table 1, then the cheap damage proxy of `guide-ray tune`
+    assert registry.METRIC_NAMES == ("ID", "ID_others", "FID_pre", "delta_FID_real", "LPIPS_drift")
     for m in registry.METRICS:
         assert m.direction in ("lower", "higher") and m.decimals >= 0 and m.needs and m.description
         assert m.header.startswith(m.display) and m.header.endswith("↓" if m.direction == "lower" else "↑")
