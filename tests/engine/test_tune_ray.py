@@ -24,7 +24,7 @@ from PIL import Image
 from guide_ray.config.job import load_job
 from guide_ray.config.tune import load_tune
 from guide_ray.engine.run import RunOptions, plan
-from guide_ray.engine.tune import run_tune
+from guide_ray.engine.tune import experiment_path, run_tune
 from guide_ray.errors import ConfigError
 from guide_ray.reduce.tune_report import write_outputs
 
@@ -79,7 +79,9 @@ def test_small_search_writes_table_best_job_and_plot(tmp_path: Path) -> None:
         assert row["objective"] == pytest.approx(expected)
         assert row["identities_done"] == 2
     assert out.best["objective"] == pytest.approx(table["objective"].min())
+    assert set(table["damage_metric"]) == {"FID_pre"} and set(table["damage_samples"]) == {8}
     assert (tmp_path / "out" / "trials.csv").exists() and "| trial_id |" in (tmp_path / "out" / "trials.md").read_text()
+    assert "mean FID_pre over 8 samples per generator (seed 0)" in out.markdown
     with Image.open(tmp_path / "out" / "tune.png") as img:
         assert img.format == "PNG" and img.size[0] > 100
     assert "tune.png" in (tmp_path / "out" / "tune.html").read_text()
@@ -142,6 +144,57 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path: Path) -> None:
     assert after[(40.0, "random-0000")] == 1                                   # its checkpoint was used
     assert before[(40.0, "random-0001")] == 1 and after[(40.0, "random-0001")] == 2  # interrupted one redone
     assert after[(20.0, "random-0000")] == 1
+
+
+def _flat(rows: list[tuple]) -> list[float]:
+    return [float(v) for row in rows for v in row]
+
+
+def _optuna_study(spec):  # noqa: ANN001, ANN202
+    """The Optuna study as the search left it: Tune saves the searcher into the experiment folder."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(experiment_path(spec)))
+    return searcher._ot_study
+
+
+def test_optuna_tpe_minimises_the_penalised_objective(tmp_path: Path) -> None:
+    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-tpe", "seed": 1}))
+    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    records = run.records
+    assert not run.interrupted and [r["status"] for r in records] == ["complete"] * 3
+    assert (records[0]["d"], records[0]["alpha_max"]) == (30.0, 15.0)      # the default point goes first
+    for r in records:
+        assert 10 <= r["d"] <= 60 and r["alpha_max"] in (5.0, 15.0, 25.0)
+    study = _optuna_study(spec)
+    told = sorted((t.params["d"], t.value) for t in study.trials if t.state.name == "COMPLETE")
+    reported = sorted((r["d"], r["objective"]) for r in records)
+    assert _flat(told) == pytest.approx(_flat(reported))                     # TPE was told every objective
+    assert [d.name for d in study.directions] == ["MINIMIZE"]
+
+
+def test_optuna_nsga2_searches_both_objectives(tmp_path: Path) -> None:
+    # one trial at a time, generations of 2 (at least 2): after GUIDE's default (enqueued, in no
+    # generation) trials 1-2 are generation 0, trial 3 is bred from them
+    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-nsga2", "seed": 1}, max_concurrent_trials=1,
+                                 num_samples=4,
+                                 objective={"mode": "pareto", "damage": "LPIPS_drift", "damage_bound": 0.2}))
+    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    records = run.records
+    assert not run.interrupted and [r["status"] for r in records] == ["complete"] * 4
+    for r in records:                                                        # damage is the fake's LPIPS_drift
+        assert r["damage"] == pytest.approx(r["alpha_max"] / 100) and r["damage_metric"] == "LPIPS_drift"
+    study = _optuna_study(spec)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    told = sorted((t.params["d"], *t.values) for t in study.trials if t.state.name == "COMPLETE")
+    reported = sorted((r["d"], r["forgetting"], r["damage"]) for r in records)
+    assert _flat(told) == pytest.approx(_flat(reported))                     # NSGA-II was told both, per trial
+    ordered = sorted(study.trials, key=lambda t: t.number)
+    assert ordered[0].params == {"d": 30.0, "alpha_max": 15.0}
+    assert [t.system_attrs.get("NSGAIISampler:generation") for t in ordered] == [None, 0, 0, 1]   # bred, not random
+    out = write_outputs(spec, base, records)
+    assert out.table["pareto"].any() and out.best is not None and out.best["damage"] <= 0.2
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """A fake per-identity core for Tune tests: metrics are a fixed function of the trial's config, no torch.
 
-ID = 1 / (1 + d / 10) (a larger d forgets more), FID_pre = alpha_max / 10 (a wider neighbourhood
-damages more), both the same for every identity, so a test knows each trial's objective exactly.
+ID = 1 / (1 + d / 10) (a larger d forgets more), FID_pre = alpha_max / 10 and LPIPS_drift =
+alpha_max / 100 (a wider neighbourhood damages more), the same for every identity, so a test knows
+each trial's objective exactly.
 Every call appends {"id", "d", "alpha_max"} to <output>/calls.jsonl (output = two folders above the
 trial's run folder), so a test can count what was computed. The hook, if any, sees `iterations` steps.
 If <output>/interrupt.pid exists and names a process, identity random-0001 of a trial with d == 40
@@ -56,4 +57,5 @@ class FakeTunePipeline:
                 on_step(step, SimpleNamespace(total=1.0 / (step + 1)))
         time.sleep(0.05)
         return FakeOutcome(metrics={"ID": 1.0 / (1.0 + g.d / 10.0), "ID_others": None,
-                                    "FID_pre": g.alpha_max / 10.0, "delta_FID_real": None})
+                                    "FID_pre": g.alpha_max / 10.0, "delta_FID_real": None,
+                                    "LPIPS_drift": g.alpha_max / 100.0})
