@@ -215,3 +215,36 @@ def test_tiny_real_search_end_to_end(tmp_path: Path) -> None:
         trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
         assert json.loads((trial / "metrics.json").read_text())["guide"]["d"] == r["d"]
     assert load_job(out.paths["best_job"]).guide.d in (30.0, 10.0)
+
+
+def _tiny_base(**changes: object) -> dict:
+    """One random identity on the real tiny core: 2 steps, ID + LPIPS_drift over 4 probes."""
+    return {"name": "b", "manifest": {"generate": "random", "n": 1}, "model": {"backend": "tiny"},
+            "guide": {"iterations": 2, "lr": 1e-2}, "metrics": ["ID"],
+            "lpips_drift": {"num_probes": 4, "batch_size": 4}, "output_dir": "base-run", "device": "cpu", **changes}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("searcher, mode", [("optuna-tpe", "penalised"), ("optuna-nsga2", "pareto")])
+def test_tiny_real_optuna_search(tmp_path: Path, searcher: str, mode: str) -> None:
+    """Optuna on the real per-identity core: 3 trials (GUIDE's default + 2 sampled), damage LPIPS_drift."""
+    path = _spec(tmp_path, n=1, base_job=_tiny_base(), space={"d": {"type": "uniform", "low": 10, "high": 60}},
+                 searcher={"kind": searcher, "seed": 0}, num_samples=3, max_concurrent_trials=2,
+                 objective={"mode": mode, "damage": "LPIPS_drift", "damage_bound": 0.5},
+                 resources={"cpus": 1, "gpus": 0})
+    spec, base_job = load_tune(path)
+    run = run_tune(spec, base_job)
+    out = write_outputs(spec, base_job, run.records)
+    assert [r["status"] for r in run.records] == ["complete"] * 3
+    assert sum(out.table["is_default"]) == 1 and len(set(out.table["d"])) == 3
+    for r in run.records:
+        assert 0.0 <= r["ID"] <= 1.0 and r["LPIPS_drift"] > 0.0 and r["damage"] == r["LPIPS_drift"]
+        assert (r["damage_metric"], r["damage_samples"], r["damage_seed"]) == ("LPIPS_drift", 4, 0)
+        trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
+        record = json.loads((trial / "metrics.json").read_text())
+        assert record["guide"]["d"] == r["d"] and record["metrics"]["LPIPS_drift"] == r["LPIPS_drift"]
+    study = _optuna_study(spec)
+    values = sorted(tuple(t.values) for t in study.trials if t.state.name == "COMPLETE")
+    wanted = (("forgetting", "damage") if mode == "pareto" else ("objective",))
+    assert _flat(values) == pytest.approx(_flat(sorted(tuple(r[k] for k in wanted) for r in run.records)))
+    assert load_job(out.paths["best_job"]).guide.d == pytest.approx(out.best["d"])
