@@ -42,6 +42,9 @@ def test_job_schema_reducer_and_weights_read_the_registry() -> None:
     pre = weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.FID_PRE.name])
     real = weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.DELTA_FID_REAL.name])
     assert weight_registry.FFHQ_FEATS not in pre and weight_registry.FFHQ_FEATS in real
+    # LPIPS_drift reads only the perceptual loss network every run loads anyway
+    assert weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.LPIPS_DRIFT.name]) == \
+        weight_registry.needed_files("eg3d-ffhq512-128")
 
 
 def _string_constants(path: Path) -> list[tuple[str, int]]:

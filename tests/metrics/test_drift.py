@@ -57,3 +57,17 @@ def test_renders_of_different_probe_sets_are_refused(world) -> None:
     other = probe_renders(G, DriftSpec(num_probes=3, seed=2, batch_size=2), camera, render, "cpu", "const")
     with pytest.raises(ValueError, match="batches differ"):
         lpips_drift(small, other, lpips)
+
+
+def test_a_2d_backend_drifts_the_same_way() -> None:
+    """Backend-generic: stylegan2-tiny's sample render (no camera) through the same probe code."""
+    backend, camera = get_backend("stylegan2-tiny"), CameraConfig()
+    G = backend.load_generator(None, torch.device("cpu"))
+    G_after = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G_after.synthesis_parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    render, lpips, spec = backend.fid_render(camera), StandInPerceptual(), DriftSpec(num_probes=3, seed=2)
+    before = probe_renders(G, spec, camera, render, "cpu", "random")
+    assert lpips_drift(before, probe_renders(G, spec, camera, render, "cpu", "random"), lpips) == 0.0
+    assert lpips_drift(before, probe_renders(G_after, spec, camera, render, "cpu", "random"), lpips) > 0.0
