@@ -2,7 +2,9 @@
 
 Covers: a small search writes the trial table, a best_job.yaml that `guide-ray run` accepts and the
 plot; trials use the seeds and run_keys `guide-ray run` gives the same job; ASHA stops a bad trial
-early; an interrupted search resumes without rerunning finished trials or finished identities.
+early; an interrupted search resumes without rerunning finished trials or finished identities;
+Optuna's TPE (resumed too) and NSGA-II are told what the trials reported (NSGA-II: both objectives).
+Slow cases run the real tiny core, Optuna included.
 """
 
 from __future__ import annotations
@@ -159,19 +161,34 @@ def _optuna_study(spec):  # noqa: ANN001, ANN202
     return searcher._ot_study
 
 
-def test_optuna_tpe_minimises_the_penalised_objective(tmp_path: Path) -> None:
-    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-tpe", "seed": 1}))
-    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
-    records = run.records
-    assert not run.interrupted and [r["status"] for r in records] == ["complete"] * 3
-    assert (records[0]["d"], records[0]["alpha_max"]) == (30.0, 15.0)      # the default point goes first
+def test_optuna_tpe_search_resumes_after_an_interruption(tmp_path: Path) -> None:
+    """TPE minimises the penalised objective; Tuner.restore brings Optuna's study back: the interrupted
+    default trial resumes from its checkpoint, the other trials are still sampled, and TPE is told
+    every trial's objective."""
+    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-tpe", "seed": 1}, max_concurrent_trials=1))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "interrupt.pid").write_text(f"{os.getpid()} 30")   # the default point's 2nd identity
+    assert run_tune(spec, base, factory=tune_fakes.FakeTunePipeline).interrupted
+    resumed = run_tune(spec, base, resume=True, factory=tune_fakes.FakeTunePipeline)
+    records = resumed.records
+    assert not resumed.interrupted and [r["status"] for r in records] == ["complete"] * 3
+    assert (records[0]["d"], records[0]["alpha_max"]) == (30.0, 15.0)      # the default point went first
     for r in records:
         assert 10 <= r["d"] <= 60 and r["alpha_max"] in (5.0, 15.0, 25.0)
+    calls = Counter((c["d"], c["id"]) for c in _calls(tmp_path))
+    assert calls[(30.0, "random-0000")] == 1 and calls[(30.0, "random-0001")] == 2   # its checkpoint was used
     study = _optuna_study(spec)
+    assert [d.name for d in study.directions] == ["MINIMIZE"]
     told = sorted((t.params["d"], t.value) for t in study.trials if t.state.name == "COMPLETE")
     reported = sorted((r["d"], r["objective"]) for r in records)
     assert _flat(told) == pytest.approx(_flat(reported))                     # TPE was told every objective
-    assert [d.name for d in study.directions] == ["MINIMIZE"]
+
+
+def _tiny_base(**changes: object) -> dict:
+    """One random identity on the real tiny core: 2 steps, ID + LPIPS_drift over 4 probes."""
+    return {"name": "b", "manifest": {"generate": "random", "n": 1}, "model": {"backend": "tiny"},
+            "guide": {"iterations": 2, "lr": 1e-2}, "metrics": ["ID"],
+            "lpips_drift": {"num_probes": 4, "batch_size": 4}, "output_dir": "base-run", "device": "cpu", **changes}
 
 
 def test_optuna_nsga2_searches_both_objectives(tmp_path: Path) -> None:
@@ -215,13 +232,6 @@ def test_tiny_real_search_end_to_end(tmp_path: Path) -> None:
         trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
         assert json.loads((trial / "metrics.json").read_text())["guide"]["d"] == r["d"]
     assert load_job(out.paths["best_job"]).guide.d in (30.0, 10.0)
-
-
-def _tiny_base(**changes: object) -> dict:
-    """One random identity on the real tiny core: 2 steps, ID + LPIPS_drift over 4 probes."""
-    return {"name": "b", "manifest": {"generate": "random", "n": 1}, "model": {"backend": "tiny"},
-            "guide": {"iterations": 2, "lr": 1e-2}, "metrics": ["ID"],
-            "lpips_drift": {"num_probes": 4, "batch_size": 4}, "output_dir": "base-run", "device": "cpu", **changes}
 
 
 @pytest.mark.slow

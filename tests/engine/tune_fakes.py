@@ -5,9 +5,10 @@ alpha_max / 100 (a wider neighbourhood damages more), the same for every identit
 each trial's objective exactly.
 Every call appends {"id", "d", "alpha_max"} to <output>/calls.jsonl (output = two folders above the
 trial's run folder), so a test can count what was computed. The hook, if any, sees `iterations` steps.
-If <output>/interrupt.pid exists and names a process, identity random-0001 of a trial with d == 40
-waits for the driver to take in the first identity's checkpoint, sends that process SIGINT and
-sleeps, so a test can interrupt the driver mid-search (once: the file is removed).
+If <output>/interrupt.pid exists and names a process ("PID", or "PID D" to pick the trial's d; 40 by
+default), identity random-0001 of a trial with that d waits for the driver to take in the first
+identity's checkpoint, sends that process SIGINT and sleeps, so a test can interrupt the driver
+mid-search (once: the file is removed).
 Shipped to Ray workers by value (cloudpickle), like engine_fakes.
 """
 
@@ -46,8 +47,9 @@ class FakeTunePipeline:
             fh.write(json.dumps({"id": item.identity_id, "d": g.d, "alpha_max": g.alpha_max,
                                  "seed": item.seed, "run_key": item.run_key}) + "\n")
         trigger = self.output / "interrupt.pid"
-        if g.d == 40 and item.identity_id == "random-0001" and trigger.exists():
-            pid = int(trigger.read_text())
+        fields = trigger.read_text().split() if trigger.exists() else []
+        if fields and g.d == float(fields[1] if len(fields) > 1 else 40) and item.identity_id == "random-0001":
+            pid = int(fields[0])
             trigger.unlink()
             time.sleep(3)
             os.kill(pid, signal.SIGINT)
