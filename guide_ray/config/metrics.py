@@ -59,8 +59,8 @@ DELTA_FID_REAL = MetricSpec(
 
 LPIPS_DRIFT = MetricSpec(
     "LPIPS_drift", "LPIPS_drift", "lower", 4, frozenset({"perceptual", "probes"}),
-    "mean LPIPS between pretrained and unlearned renders of the job's fixed probe latents (lpips_drift: "
-    "num_probes, seed): a cheap damage proxy where FID's sample count would be too small; not in the paper")
+    "mean LPIPS (the backend's perceptual loss network) between pretrained and unlearned renders of the job's "
+    "fixed probe latents (lpips_drift: num_probes, seed): a cheap damage proxy; not in the paper")
 
 METRICS: tuple[MetricSpec, ...] = (ID, ID_OTHERS, FID_PRE, DELTA_FID_REAL, LPIPS_DRIFT)
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
