@@ -29,7 +29,7 @@ from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.errors import ConfigError
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.loop import StepHook, UnlearnResult, unlearn
-from guide_ray.metrics import fid
+from guide_ray.metrics import drift, fid
 from guide_ray.metrics.identity import N_VIEWS, id_metric_for, id_score
 from guide_ray.metrics.stats import FidStats, fid_plan, load_real_stats
 from guide_ray.models import weights as weight_registry
@@ -114,6 +114,7 @@ class Pipeline:
                            for kind in self.fid_plan.kinds}
         self.real_stats: FidStats | None = None
         self._pre_stats: dict[str, fid.FidStats] = {}          # StatsKey fingerprint → pretrained stats
+        self._pre_probes: dict[str, list[Tensor]] = {}          # (camera, noise mode) fingerprint → G_s probes
         self.inversion_stand_in = False
         self._generator_id: str | None = None                  # G_s's weights fingerprint, for the latent cache
 
@@ -182,6 +183,8 @@ class Pipeline:
             scores += others
         if self.extractors:
             metrics |= self._fid_metrics(item.guide, G_u, wanted)
+        if registry.LPIPS_DRIFT.name in wanted:
+            metrics[registry.LPIPS_DRIFT.name] = self._lpips_drift(item.guide, G_u)
         counts = [s.unaligned for s in scores if s.unaligned is not None]
         return metrics, (sum(counts) if counts else None)
 
@@ -198,6 +201,17 @@ class Pipeline:
             name = self.extractors[plan.real].name
             out[registry.DELTA_FID_REAL.name] = fid.delta_fid_real(self.real_stats, pre[name], unlearned[name])
         return out
+
+    def _lpips_drift(self, guide: GuideConfig, G_u: UnlearnableGenerator) -> float:
+        """LPIPS_drift with the identity's effective camera and noise mode, by the loss's perceptual
+        network; G_s's probe renders are kept in memory for the identities that share them."""
+        spec, render = self.job.lpips_drift, self.backend.fid_render(guide.camera)
+        key = fingerprint({"camera": guide.camera.model_dump(mode="json"), "noise_mode": guide.noise_mode})
+        if key not in self._pre_probes:
+            self._pre_probes[key] = drift.probe_renders(self.G_s, spec, guide.camera, render, self.device,
+                                                        guide.noise_mode)
+        after = drift.probe_renders(G_u, spec, guide.camera, render, self.device, guide.noise_mode)
+        return drift.lpips_drift(self._pre_probes[key], after, self.nets.perceptual)
 
     def _pretrained_stats(self, guide: GuideConfig) -> dict[str, FidStats]:
         """G_s's statistics per extractor name for `guide`'s camera and noise: memory, then disk, then render."""
@@ -235,6 +249,8 @@ class Pipeline:
             "iterations": outcome.iterations, "seconds": round(outcome.seconds, 2), "device": str(self.device),
             "backend": self.job.model.backend, "guide": item.guide.model_dump(mode="json"),
             "fid": self.job.fid.model_dump(mode="json"),
+            "lpips_drift": (self.job.lpips_drift.model_dump(mode="json")
+                            if registry.LPIPS_DRIFT.name in self.job.metrics else None),
             "seeds": {"seed": item.seed, "source": derive_seed(item.seed, "source"),
                       "unlearn": derive_seed(item.seed, "unlearn")},
             "networks": networks, "stand_in": outcome.stand_in, "artifacts": artifacts, "version": __version__,

@@ -107,3 +107,23 @@ def test_a_photo_is_inverted_once_for_every_variant(pipeline, tmp_path, monkeypa
     assert len(calls) == 1 and torch.equal(w_first, w_again)
     pipeline.source_latent(_item(tmp_path, source=source, seed=12))      # another seed: inverted again
     assert len(calls) == 2
+
+
+# LPIPS_drift of a random identity (seed 5) after 2 steps at lr 1e-2 on tiny: 4 probes, seed 0, batch 2
+DRIFT_AFTER_TWO_STEPS = 0.023963615763932467
+
+
+def test_lpips_drift_through_the_pipeline(tmp_path):
+    """`guide-ray run` computes LPIPS_drift from the job's probe settings and records them."""
+    job = JobSpec.model_validate({
+        "name": "p", "manifest": str(tmp_path / "m.parquet"), "output_dir": str(tmp_path), "device": "cpu",
+        "metrics": ["LPIPS_drift"], "lpips_drift": {"num_probes": 4, "seed": 0, "batch_size": 2},
+        "model": {"backend": "tiny"}})
+    pipeline = Pipeline(job, "cpu")
+    item = _item(tmp_path, scenario="random", source="", other_images=(), guide=GuideConfig(iterations=2, lr=1e-2))
+    outcome = pipeline.run(item, tmp_path / "drift")
+    assert outcome.metrics["LPIPS_drift"] == pytest.approx(DRIFT_AFTER_TWO_STEPS, rel=1e-3)
+    assert outcome.metrics["ID"] is None and outcome.metrics["FID_pre"] is None      # not requested
+    record = json.loads((tmp_path / "drift" / "metrics.json").read_text())
+    assert record["lpips_drift"] == {"num_probes": 4, "seed": 0, "batch_size": 2}
+    assert record["metrics"]["LPIPS_drift"] == outcome.metrics["LPIPS_drift"]

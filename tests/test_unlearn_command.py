@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 RECORD_KEYS = {"identity_id", "scenario", "variant", "seed", "metrics", "id_views_unaligned", "losses", "iterations",
-               "seconds", "device", "backend", "guide", "fid", "seeds", "networks", "stand_in", "artifacts", "version"}
+               "seconds", "device", "backend", "guide", "fid", "lpips_drift", "seeds", "networks", "stand_in", "artifacts",
+               "version"}
 
 
 def _unlearn(out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -26,7 +27,7 @@ def test_unlearn_writes_what_a_batch_worker_writes(tmp_path: Path) -> None:
                                                   "losses.csv", "loss_curve.png"}
     record = json.loads((folder / "metrics.json").read_text())
     assert record["identity_id"] == "random-seed4" and record["seed"] == 4 and record["iterations"] == 1
-    assert set(record["metrics"]) == {"ID", "ID_others", "FID_pre", "delta_FID_real"}
+    assert set(record["metrics"]) == {"ID", "ID_others", "FID_pre", "delta_FID_real", "LPIPS_drift"}
     assert record["metrics"]["ID"] is not None and record["metrics"]["FID_pre"] is None
     assert record["id_views_unaligned"] is None and record["stand_in"] is True       # tiny: no MTCNN alignment
     assert set(record) == RECORD_KEYS                                                  # Pipeline.run's format

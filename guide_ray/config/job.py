@@ -26,6 +26,7 @@ from guide_ray.errors import ConfigError
 
 Metric = Literal[METRIC_NAMES]  # type: ignore[valid-type]  # the registry's names, validated by pydantic
 FID_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if "samples" in m.needs)
+PROBE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if "probes" in m.needs)
 FidExtractor = Literal["pytorch-fid", "clean-fid"]
 Backend = Literal[BACKEND_NAMES]  # type: ignore[valid-type]  # guide_ray.config.backends
 InversionMethod = Literal[INVERSION_METHODS]  # type: ignore[valid-type]
@@ -104,6 +105,18 @@ class FidSpec(StrictModel):
         "statistics' extractor")
 
 
+class DriftSpec(StrictModel):
+    """The probe set of LPIPS_drift: the same seeded latents and views rendered by G_s and by G_u.
+
+    Both generators draw the same backbone noise, so the metric is 0 for an unchanged generator and
+    measures only what unlearning changed; far fewer renders than FID needs to be meaningful.
+    """
+
+    num_probes: int = Field(32, ge=1, description="probe latents (z and yaw, drawn like FID samples)")
+    seed: int = Field(0, ge=0, description="seed of the probe latents, cameras and noise")
+    batch_size: int = Field(8, ge=1, description="render batch (noise draws depend on it)")
+
+
 class Resources(StrictModel):
     """Ray resources of one worker actor."""
 
@@ -124,6 +137,7 @@ class JobSpec(StrictModel):
     metrics: tuple[Metric, ...] = Field(DEFAULT_METRICS, description="metrics computed per identity "
                                         "(guide_ray.config.metrics)")
     fid: FidSpec = FidSpec()
+    lpips_drift: DriftSpec = DriftSpec()
     output_dir: str = Field(description="the run folder RUN (relative to the YAML); results, artifacts, tables")
     cache_dir: str | None = Field(None, description="pretrained FID statistics cache; default RUN/cache")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = cuda when the actor got a GPU")

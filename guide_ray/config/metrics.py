@@ -21,14 +21,16 @@ Direction = Literal["lower", "higher"]
 #   real_stats    statistics of real images (GUIDE's ffhq_real_feat.npy or a `guide-ray fid-stats` file)
 #   photos        the identity's other photos (manifest `other_images`)
 #   samples       generated samples of both generators (fid.num_samples each)
-Need = Literal["id_network", "fid_extractor", "real_stats", "photos", "samples"]
+#   perceptual    the perceptual network of GUIDE's loss (LPIPS; every run loads it already)
+#   probes        paired renders of both generators on a fixed seeded probe set (the job's `lpips_drift:`)
+Need = Literal["id_network", "fid_extractor", "real_stats", "photos", "samples", "perceptual", "probes"]
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str                 # what a job lists under `metrics:`; also the result column
     display: str              # table header, without the direction arrow
-    direction: Direction      # which way is better (all four of the paper's are ↓)
+    direction: Direction      # which way is better (all of them are ↓)
     decimals: int             # digits in the summary tables (the paper's Table 1 precision)
     needs: frozenset[Need]
     description: str          # the result column's description
@@ -55,7 +57,12 @@ DELTA_FID_REAL = MetricSpec(
     "delta_FID_real", "ΔFID_real", "lower", 3, frozenset({"fid_extractor", "real_stats", "samples"}),
     "FID(real, unlearned) - FID(real, pretrained), one extractor for all three sets")
 
-METRICS: tuple[MetricSpec, ...] = (ID, ID_OTHERS, FID_PRE, DELTA_FID_REAL)
+LPIPS_DRIFT = MetricSpec(
+    "LPIPS_drift", "LPIPS_drift", "lower", 4, frozenset({"perceptual", "probes"}),
+    "mean LPIPS (the backend's perceptual loss network) between pretrained and unlearned renders of the job's "
+    "fixed probe latents (lpips_drift: num_probes, seed): a cheap damage proxy; not in the paper")
+
+METRICS: tuple[MetricSpec, ...] = (ID, ID_OTHERS, FID_PRE, DELTA_FID_REAL, LPIPS_DRIFT)
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 METRIC_NAMES: tuple[str, ...] = tuple(BY_NAME)
 DEFAULT_METRICS: tuple[str, ...] = (ID.name, ID_OTHERS.name)

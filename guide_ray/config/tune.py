@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from guide_ray.config.base import GpuCount, StrictModel, describe_validation_error
 from guide_ray.config.guide import GuideConfig
 from guide_ray.config.job import JOB_NAME_PATTERN, GeneratedManifest, JobSpec, effective_guide, load_job, parse_job
-from guide_ray.config.metrics import FID_PRE, ID, ID_OTHERS
+from guide_ray.config.metrics import FID_PRE, ID, ID_OTHERS, LPIPS_DRIFT
 from guide_ray.errors import ConfigError
 
 OPTUNA_SEARCHERS = ("optuna-tpe", "optuna-nsga2")
 OPTIONAL_EXTRA = "pip install 'guide-ray[tune]'"
-DAMAGE_METRICS = (FID_PRE.name,)
+DAMAGE_METRICS = (FID_PRE.name, LPIPS_DRIFT.name)
 
 
 class Uniform(StrictModel):
@@ -80,7 +80,8 @@ class Objective(StrictModel):
 
     mode: Literal["penalised", "pareto"] = "penalised"
     damage: Literal[DAMAGE_METRICS] = Field(  # type: ignore[valid-type]
-        FID_PRE.name, description="damage metric; FID_pre over fid.num_samples samples of both generators")
+        FID_PRE.name, description="damage metric: FID_pre over the base job's fid.num_samples samples of both "
+        "generators, or LPIPS_drift over its lpips_drift.num_probes fixed probe latents (cheaper; docs/tune.md)")
     damage_bound: float = Field(gt=0, description="tau: damage at or below it is feasible")
     penalty: float = Field(10.0, ge=0, description="lambda of the penalised objective")
 
@@ -91,6 +92,16 @@ class Searcher(StrictModel):
     seed: int = Field(0, ge=0, description="seed of the random draws (random search, Optuna's sampler)")
     include_default: bool = Field(
         True, description="evaluate GUIDE's default value of every searched field as one trial")
+    startup_trials: int | None = Field(
+        None, ge=2, description="Optuna only: TPE's random trials before it models (n_startup_trials), NSGA-II's "
+        "generation size (population_size); None = a third of num_samples within 2..10 (TPE) / 2..50 (NSGA-II). "
+        "Optuna's own defaults (10, 50) would leave any smaller search purely random")
+
+    def startup(self, num_samples: int) -> int:
+        """The `startup_trials` an Optuna sampler gets for a search of `num_samples` trials."""
+        if self.startup_trials is not None:
+            return self.startup_trials
+        return max(2, min(10 if self.kind == "optuna-tpe" else 50, num_samples // 3))
 
 
 class Asha(StrictModel):
@@ -140,6 +151,8 @@ class TuneSpec(StrictModel):
         if self.searcher.kind in OPTUNA_SEARCHERS and importlib.util.find_spec("optuna") is None:
             raise ValueError(f"searcher {self.searcher.kind!r} needs Optuna, the optional extra 'tune': "
                              f"{OPTIONAL_EXTRA}")
+        if self.searcher.startup_trials is not None and self.searcher.kind not in OPTUNA_SEARCHERS:
+            raise ValueError(f"searcher.startup_trials applies to the Optuna searchers, not {self.searcher.kind!r}")
         if self.searcher.kind in OPTUNA_SEARCHERS and any(isinstance(d, Grid) for d in self.space.values()):
             raise ValueError("Optuna searchers cannot sample grid dimensions; use choice")
         if self.objective.mode == "pareto" and isinstance(self.scheduler, Asha):
@@ -294,6 +307,16 @@ def best_job(base: JobSpec, overrides: dict[str, object], name: str, output_dir:
     data["output_dir"] = str(output_dir)
     JobSpec.model_validate(data)
     return data
+
+
+def damage_settings(spec: TuneSpec, job: JobSpec) -> dict[str, object]:
+    """Which damage metric a trial measured, over how many samples (FID) or probes (LPIPS_drift) and
+    from which seed: recorded with every report, so the table says what its damage numbers mean."""
+    if spec.objective.damage == LPIPS_DRIFT.name:
+        count, seed = job.lpips_drift.num_probes, job.lpips_drift.seed
+    else:
+        count, seed = job.fid.num_samples, job.fid.seed
+    return {"damage_metric": spec.objective.damage, "damage_samples": count, "damage_seed": seed}
 
 
 def forgetting(metrics: dict[str, float | None]) -> float | None:

@@ -34,6 +34,7 @@ from guide_ray.config.tune import (
     Integer,
     LogUniform,
     TuneSpec,
+    damage_settings,
     default_point,
     forgetting,
     penalised,
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "identities.json"
 OBJECTIVE = "objective"
+PARETO_METRICS = ("forgetting", "damage")   # what optuna-nsga2 minimises, both reported by every trial
 ASHA_MAX_T = 1_000_000  # reports; far above identities x (1 + iterations / report_every_steps)
 
 
@@ -78,8 +80,9 @@ def param_space(spec: TuneSpec) -> dict[str, object]:
     return space
 
 
-def summarise(done: list[dict], spec: TuneSpec, total: int) -> dict[str, object]:
-    """Running means over the ok identities of `done`, and the objective they give."""
+def summarise(done: list[dict], spec: TuneSpec, job: JobSpec, total: int) -> dict[str, object]:
+    """Running means over the ok identities of `done`, the objective they give, and which damage
+    metric (samples or probes, seed) they were measured with."""
     ok = [r for r in done if r["status"] == "ok"]
 
     def mean(values: list[float | None]) -> float:
@@ -92,7 +95,7 @@ def summarise(done: list[dict], spec: TuneSpec, total: int) -> dict[str, object]
     out: dict[str, object] = {
         m: mean([r["metrics"].get(m) for r in ok]) for m in sorted({k for r in ok for k in r["metrics"]})}
     objective = penalised(forget, damage, spec.objective) if not math.isnan(forget + damage) else float("nan")
-    out |= {"forgetting": forget, "damage": damage, "damage_metric": damage_name, OBJECTIVE: objective,
+    out |= {"forgetting": forget, "damage": damage, **damage_settings(spec, job), OBJECTIVE: objective,
             "feasible": bool(damage <= spec.objective.damage_bound),
             "identities_done": len(done), "identities_ok": len(ok), "identities_total": total,
             "stand_in": any(r.get("stand_in", False) for r in ok)}
@@ -121,7 +124,7 @@ def make_trainable(spec: TuneSpec, base: JobSpec,
                 continue
             record = {"identity_id": item.identity_id, "seed": item.seed, "run_key": item.run_key}
             try:
-                kwargs = {"on_step": _step_reporter(spec, done, total)} if spec.report_every_steps else {}
+                kwargs = {"on_step": _step_reporter(spec, job, done, total)} if spec.report_every_steps else {}
                 outcome = pipeline.run(item, job.run_dir / "artifacts" / item.identity_id, **kwargs)
                 record |= {"status": "ok", "metrics": dict(outcome.metrics), "stand_in": outcome.stand_in,
                            "seconds": outcome.seconds}
@@ -131,7 +134,7 @@ def make_trainable(spec: TuneSpec, base: JobSpec,
             done.append(record)
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / CHECKPOINT_FILE).write_text(json.dumps(done, default=str))
-                tune.report(summarise(done, spec, total), checkpoint=tune.Checkpoint.from_directory(tmp))
+                tune.report(summarise(done, spec, job, total), checkpoint=tune.Checkpoint.from_directory(tmp))
         if not any(r["status"] == "ok" for r in done):
             raise GuideRayError(f"trial {trial_id}: every validation identity failed: "
                                 f"{done[0].get('error', '?')}")
@@ -144,13 +147,13 @@ def shared_cache(spec: TuneSpec, base: JobSpec) -> Path:
     return Path(base.cache_dir) if base.cache_dir else Path(spec.output_dir) / "cache"
 
 
-def _step_reporter(spec: TuneSpec, done: list[dict], total: int) -> Callable[[int, object], bool]:
+def _step_reporter(spec: TuneSpec, job: JobSpec, done: list[dict], total: int) -> Callable[[int, object], bool]:
     """An on_step hook reporting every K steps, once an identity is done (so every report has a
     real objective): the loss of the running identity plus the running means so far."""
 
     def hook(step: int, parts: object) -> bool:
         if done and (step + 1) % spec.report_every_steps == 0:
-            tune.report({**summarise(done, spec, total), "step": step + 1, "loss": float(parts.total)})
+            tune.report({**summarise(done, spec, job, total), "step": step + 1, "loss": float(parts.total)})
         return False
 
     return hook
@@ -174,11 +177,13 @@ def _searcher(spec: TuneSpec) -> object:
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    if spec.searcher.kind == "optuna-nsga2":
-        return OptunaSearch(metric=["forgetting", "damage"], mode=["min", "min"], points_to_evaluate=points,
-                            sampler=optuna.samplers.NSGAIISampler(seed=spec.searcher.seed))
-    return OptunaSearch(metric=OBJECTIVE, mode="min", points_to_evaluate=points,
-                        sampler=optuna.samplers.TPESampler(seed=spec.searcher.seed))
+    startup = spec.searcher.startup(spec.num_samples)
+    if spec.searcher.kind == "optuna-nsga2":   # both objectives, each minimised: the Pareto search
+        sampler = optuna.samplers.NSGAIISampler(population_size=startup, seed=spec.searcher.seed)
+        return OptunaSearch(metric=list(PARETO_METRICS), mode=["min", "min"], points_to_evaluate=points,
+                            sampler=sampler)
+    sampler = optuna.samplers.TPESampler(n_startup_trials=startup, seed=spec.searcher.seed)
+    return OptunaSearch(metric=OBJECTIVE, mode="min", points_to_evaluate=points, sampler=sampler)
 
 
 def _tune_config(spec: TuneSpec) -> tune.TuneConfig:

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from guide_ray.config.job import JobSpec
+from guide_ray.config.metrics import LPIPS_DRIFT
 from guide_ray.config.tune import TuneSpec, best_job, default_point
 from guide_ray.reduce.report import PAGE_STYLE
 from guide_ray.utils.files import atomic_file
@@ -107,8 +108,8 @@ def to_markdown(spec: TuneSpec, table: pd.DataFrame, best: dict | None, default:
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for _, r in table.iterrows()]
     lines.append(f"\nforgetting = mean ID (with ID_others where measured), lower = more forgotten; damage = "
-                 f"mean {spec.objective.damage} (bound {spec.objective.damage_bound}); objective = forgetting + "
-                 f"{spec.objective.penalty} * max(0, damage - bound) / bound.")
+                 f"mean {spec.objective.damage}{_damage_basis(spec, table)} (bound {spec.objective.damage_bound}); "
+                 f"objective = forgetting + {spec.objective.penalty} * max(0, damage - bound) / bound.")
     if best is not None:
         lines.append(f"\nBest: trial {best['trial_id']} ({_point(spec, best)}): {_scores(best)}.")
     if default is not None:
@@ -163,6 +164,15 @@ def render_page(spec: TuneSpec, table: pd.DataFrame, markdown: str, paths: dict[
         f"<style>{PAGE_STYLE}</style></head><body><h1>GUIDE search: {html.escape(spec.name)}</h1>",
         f"<img src='{PLOT}' alt='forgetting against damage'>", notes, best,
         "<h2>Trials</h2>", table.to_html(index=False, escape=True, na_rep="–"), "</body></html>\n"])
+
+
+def _damage_basis(spec: TuneSpec, table: pd.DataFrame) -> str:
+    """' over 32 probe latents (seed 0)': what the trials' damage was measured on (their reports say)."""
+    if "damage_samples" not in table or table["damage_samples"].dropna().empty:
+        return ""
+    reported = table.dropna(subset=["damage_samples"]).iloc[0]
+    what = "probe latents" if spec.objective.damage == LPIPS_DRIFT.name else "samples per generator"
+    return f" over {int(reported['damage_samples'])} {what} (seed {int(reported['damage_seed'])})"
 
 
 def _scores(row: dict) -> str:

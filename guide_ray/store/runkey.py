@@ -3,7 +3,7 @@
 Two levels, both sha256 of canonical JSON (config.base.fingerprint), cut to 16 hex digits:
 
 * `job_key` covers what every identity of a job shares: model backend, the weights' fingerprint,
-  the metrics and their sample settings, and the code version.
+  the metrics and their sample settings (FID samples, LPIPS_drift probes), and the code version.
 * `item_run_key` = job_key + what only this identity has: scenario, source and other images (the
   manifest strings, as written), seed, variant, the *effective* GuideConfig after the variant
   and the row's overrides, and the encoder's weights for identities inverted from a photo.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from guide_ray.config.base import fingerprint
 from guide_ray.config.guide import GuideConfig
-from guide_ray.config.job import FID_METRICS, JobSpec
+from guide_ray.config.job import FID_METRICS, PROBE_METRICS, JobSpec
 from guide_ray.config.manifest import ManifestRow
 
 KEY_LENGTH = 16
@@ -35,6 +35,8 @@ def job_key(job: JobSpec, weights_fingerprint: str, code_version: str) -> str:
         "fid": job.fid.model_dump(mode="json") if uses_fid else None,
         "code_version": code_version,
     }
+    if any(m in PROBE_METRICS for m in job.metrics):   # only then: earlier jobs keep their keys
+        payload["lpips_drift"] = job.lpips_drift.model_dump(mode="json")
     return fingerprint(payload)[:KEY_LENGTH]
 
 

@@ -16,9 +16,9 @@ import pyarrow as pa
 from pydantic import Field, create_model
 
 from guide_ray.config.base import StrictModel
-from guide_ray.config.metrics import METRICS
+from guide_ray.config.metrics import LPIPS_DRIFT, METRICS
 
-SCHEMA_VERSION = "3"   # 2: id_views_unaligned; 3: backend
+SCHEMA_VERSION = "4"   # 2: id_views_unaligned; 3: backend; 4: LPIPS_drift
 METRIC_COLUMNS = tuple(m.column for m in METRICS)
 
 
@@ -123,6 +123,7 @@ def _backend_before_v3(table: pa.Table) -> pa.Array:
 ADDED_COLUMNS: dict[str, tuple[str, Callable[[pa.Table], pa.Array]]] = {
     "id_views_unaligned": ("2", lambda t: pa.nulls(t.num_rows, type=pa.int64())),   # not measured then
     "backend": ("3", _backend_before_v3),
+    LPIPS_DRIFT.column: ("4", lambda t: pa.nulls(t.num_rows, type=pa.float64())),   # no such metric then
 }
 
 

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "guide_ray"
 
 
 def test_registry_entries_are_complete() -> None:
-    assert registry.METRIC_NAMES == ("ID", "ID_others", "FID_pre", "delta_FID_real")   # the paper's Table 1
+    # the paper's Table 1, then the cheap damage proxy of `guide-ray tune`
+    assert registry.METRIC_NAMES == ("ID", "ID_others", "FID_pre", "delta_FID_real", "LPIPS_drift")
     for m in registry.METRICS:
         assert m.direction in ("lower", "higher") and m.decimals >= 0 and m.needs and m.description
         assert m.header.startswith(m.display) and m.header.endswith("↓" if m.direction == "lower" else "↑")
@@ -41,6 +42,9 @@ def test_job_schema_reducer_and_weights_read_the_registry() -> None:
     pre = weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.FID_PRE.name])
     real = weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.DELTA_FID_REAL.name])
     assert weight_registry.FFHQ_FEATS not in pre and weight_registry.FFHQ_FEATS in real
+    # LPIPS_drift reads only the perceptual loss network every run loads anyway
+    assert weight_registry.needed_files("eg3d-ffhq512-128", metrics=[registry.LPIPS_DRIFT.name]) == \
+        weight_registry.needed_files("eg3d-ffhq512-128")
 
 
 def _string_constants(path: Path) -> list[tuple[str, int]]:

@@ -10,7 +10,18 @@ import ray
 import yaml
 
 from guide_ray.cli import main as cli_main
-from guide_ray.config.tune import Objective, best_job, default_point, forgetting, load_tune, penalised, trial_job
+from guide_ray.config.backends import BACKEND_NAMES
+from guide_ray.config.tune import (
+    Objective,
+    Searcher,
+    best_job,
+    damage_settings,
+    default_point,
+    forgetting,
+    load_tune,
+    penalised,
+    trial_job,
+)
 from guide_ray.errors import ConfigError
 
 BASE = {"name": "b", "manifest": {"generate": "random", "n": 3}, "guide": {"iterations": 5, "lr": 1e-3},
@@ -45,6 +56,24 @@ def test_valid_spec_builds_trial_jobs(tmp_path: Path) -> None:
     assert Path(base.output_dir) == (tmp_path / "run").resolve()      # inline job: relative to the tune YAML
 
 
+def test_lpips_drift_damage_adds_the_metric_and_records_its_probes(tmp_path: Path) -> None:
+    base = {**BASE, "lpips_drift": {"num_probes": 12, "seed": 7}}
+    spec, base_job = load_tune(_write(tmp_path, _spec(base_job=base, objective={"damage": "LPIPS_drift",
+                                                                                "damage_bound": 0.1})))
+    job = trial_job(spec, base_job, default_point(spec), tmp_path / "trial")
+    assert job.metrics == ("ID", "LPIPS_drift") and job.lpips_drift.num_probes == 12
+    assert damage_settings(spec, job) == {"damage_metric": "LPIPS_drift", "damage_samples": 12, "damage_seed": 7}
+    fid_spec, fid_base = load_tune(_write(tmp_path, _spec(base_job={**BASE, "fid": {"num_samples": 64, "seed": 3}})))
+    assert damage_settings(fid_spec, trial_job(fid_spec, fid_base, {}, tmp_path / "t2")) == {
+        "damage_metric": "FID_pre", "damage_samples": 64, "damage_seed": 3}
+
+
+def test_optuna_startup_trials_golden() -> None:
+    assert Searcher(kind="optuna-tpe").startup(6) == 2 and Searcher(kind="optuna-tpe").startup(90) == 10
+    assert Searcher(kind="optuna-nsga2").startup(90) == 30 and Searcher(kind="optuna-nsga2").startup(600) == 50
+    assert Searcher(kind="optuna-nsga2", startup_trials=4).startup(600) == 4
+
+
 @pytest.mark.parametrize(("change", "needle"), [
     ({"spaces": {}}, "spaces"),                                                     # unknown top-level key
     ({"space": {"dd": {"type": "uniform", "low": 1, "high": 2}}}, "space.dd: 'dd' is not a GuideConfig field"),
@@ -59,6 +88,8 @@ def test_valid_spec_builds_trial_jobs(tmp_path: Path) -> None:
     ({"scheduler": {"kind": "asha"}, "objective": {"damage_bound": 1, "mode": "pareto"}}, "pareto"),
     ({"searcher": {"kind": "grid"}}, "searcher grid needs every dimension of type grid; space.d"),
     ({"resources": {"gpus": 1.5}}, "resources.gpus"),
+    ({"searcher": {"kind": "random", "startup_trials": 3}}, "searcher.startup_trials applies to the Optuna"),
+    ({"searcher": {"kind": "optuna-tpe", "startup_trials": 1}}, "searcher.startup_trials"),
 ])
 def test_bad_spec_names_the_field_before_ray(tmp_path: Path, change: dict, needle: str) -> None:
     path = _write(tmp_path, _spec(**change))
@@ -111,7 +142,10 @@ def test_objective_golden() -> None:
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
-@pytest.mark.parametrize("path", sorted(JOBS.glob("tune-*.yaml")), ids=lambda p: p.name)
+WORLD_QUICKSTART = JOBS / "tune-world-quickstart.yaml"   # checked by its own test below
+
+
+@pytest.mark.parametrize("path", sorted(set(JOBS.glob("tune-*.yaml")) - {WORLD_QUICKSTART}), ids=lambda p: p.name)
 def test_every_shipped_tune_spec_loads(path: Path) -> None:
     spec, base = load_tune(path)
     assert Path(spec.output_dir).is_absolute()
@@ -123,3 +157,22 @@ def test_tune_quickstart_is_small_and_includes_the_default() -> None:
     assert spec.searcher.kind == "random" and spec.searcher.include_default
     assert spec.num_samples >= 6                       # the default point is one of them
     assert base.model.backend == "tiny" and base.device == "cpu" and spec.resources.gpus == 0
+
+
+def test_world_tune_quickstart_fits_the_issue(tmp_path: Path) -> None:
+    """≥ 6 trials on the world backend searching d and alpha_max, GUIDE's default included, damage
+    LPIPS_drift, 100-200 steps. Until backend `world` is registered the spec must fail on that alone:
+    with the backend swapped for tiny, everything else loads."""
+    raw = yaml.safe_load(WORLD_QUICKSTART.read_text())
+    assert raw["base_job"]["model"]["backend"] == "world"
+    if "world" in BACKEND_NAMES:
+        spec, base = load_tune(WORLD_QUICKSTART)
+    else:
+        with pytest.raises(ConfigError, match="base_job: model.backend: Input should be"):
+            load_tune(WORLD_QUICKSTART)
+        raw["base_job"]["model"]["backend"] = "tiny"
+        spec, base = load_tune(_write(tmp_path, raw))
+    assert {"d", "alpha_max"} <= set(spec.space) and spec.num_samples >= 6 and spec.searcher.include_default
+    assert spec.objective.damage == "LPIPS_drift" and 100 <= base.guide.iterations <= 200
+    job = trial_job(spec, base, default_point(spec), tmp_path / "trial")
+    assert "LPIPS_drift" in job.metrics and job.limit == spec.validation.limit

@@ -2,7 +2,9 @@
 
 Covers: a small search writes the trial table, a best_job.yaml that `guide-ray run` accepts and the
 plot; trials use the seeds and run_keys `guide-ray run` gives the same job; ASHA stops a bad trial
-early; an interrupted search resumes without rerunning finished trials or finished identities.
+early; an interrupted search resumes without rerunning finished trials or finished identities;
+Optuna's TPE (resumed too) and NSGA-II are told what the trials reported (NSGA-II: both objectives).
+Slow cases run the real tiny core, Optuna included.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PIL import Image
 from guide_ray.config.job import load_job
 from guide_ray.config.tune import load_tune
 from guide_ray.engine.run import RunOptions, plan
-from guide_ray.engine.tune import run_tune
+from guide_ray.engine.tune import experiment_path, run_tune
 from guide_ray.errors import ConfigError
 from guide_ray.reduce.tune_report import write_outputs
 
@@ -79,7 +81,9 @@ def test_small_search_writes_table_best_job_and_plot(tmp_path: Path) -> None:
         assert row["objective"] == pytest.approx(expected)
         assert row["identities_done"] == 2
     assert out.best["objective"] == pytest.approx(table["objective"].min())
+    assert set(table["damage_metric"]) == {"FID_pre"} and set(table["damage_samples"]) == {8}
     assert (tmp_path / "out" / "trials.csv").exists() and "| trial_id |" in (tmp_path / "out" / "trials.md").read_text()
+    assert "mean FID_pre over 8 samples per generator (seed 0)" in out.markdown
     with Image.open(tmp_path / "out" / "tune.png") as img:
         assert img.format == "PNG" and img.size[0] > 100
     assert "tune.png" in (tmp_path / "out" / "tune.html").read_text()
@@ -144,6 +148,72 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path: Path) -> None:
     assert after[(20.0, "random-0000")] == 1
 
 
+def _flat(rows: list[tuple]) -> list[float]:
+    return [float(v) for row in rows for v in row]
+
+
+def _optuna_study(spec):  # noqa: ANN001, ANN202
+    """The Optuna study as the search left it: Tune saves the searcher into the experiment folder."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(experiment_path(spec)))
+    return searcher._ot_study
+
+
+def test_optuna_tpe_search_resumes_after_an_interruption(tmp_path: Path) -> None:
+    """TPE minimises the penalised objective; Tuner.restore brings Optuna's study back: the interrupted
+    default trial resumes from its checkpoint, the other trials are still sampled, and TPE is told
+    every trial's objective."""
+    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-tpe", "seed": 1}, max_concurrent_trials=1))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "interrupt.pid").write_text(f"{os.getpid()} 30")   # the default point's 2nd identity
+    assert run_tune(spec, base, factory=tune_fakes.FakeTunePipeline).interrupted
+    resumed = run_tune(spec, base, resume=True, factory=tune_fakes.FakeTunePipeline)
+    records = resumed.records
+    assert not resumed.interrupted and [r["status"] for r in records] == ["complete"] * 3
+    assert (records[0]["d"], records[0]["alpha_max"]) == (30.0, 15.0)      # the default point went first
+    for r in records:
+        assert 10 <= r["d"] <= 60 and r["alpha_max"] in (5.0, 15.0, 25.0)
+    calls = Counter((c["d"], c["id"]) for c in _calls(tmp_path))
+    assert calls[(30.0, "random-0000")] == 1 and calls[(30.0, "random-0001")] == 2   # its checkpoint was used
+    study = _optuna_study(spec)
+    assert [d.name for d in study.directions] == ["MINIMIZE"]
+    told = sorted((t.params["d"], t.value) for t in study.trials if t.state.name == "COMPLETE")
+    reported = sorted((r["d"], r["objective"]) for r in records)
+    assert _flat(told) == pytest.approx(_flat(reported))                     # TPE was told every objective
+
+
+def _tiny_base(**changes: object) -> dict:
+    """One random identity on the real tiny core: 2 steps, ID + LPIPS_drift over 4 probes."""
+    return {"name": "b", "manifest": {"generate": "random", "n": 1}, "model": {"backend": "tiny"},
+            "guide": {"iterations": 2, "lr": 1e-2}, "metrics": ["ID"],
+            "lpips_drift": {"num_probes": 4, "batch_size": 4}, "output_dir": "base-run", "device": "cpu", **changes}
+
+
+def test_optuna_nsga2_searches_both_objectives(tmp_path: Path) -> None:
+    # one trial at a time, generations of 2 (at least 2): after GUIDE's default (enqueued, in no
+    # generation) trials 1-2 are generation 0, trial 3 is bred from them
+    spec, base = load_tune(_spec(tmp_path, searcher={"kind": "optuna-nsga2", "seed": 1}, max_concurrent_trials=1,
+                                 num_samples=4,
+                                 objective={"mode": "pareto", "damage": "LPIPS_drift", "damage_bound": 0.2}))
+    run = run_tune(spec, base, factory=tune_fakes.FakeTunePipeline)
+    records = run.records
+    assert not run.interrupted and [r["status"] for r in records] == ["complete"] * 4
+    for r in records:                                                        # damage is the fake's LPIPS_drift
+        assert r["damage"] == pytest.approx(r["alpha_max"] / 100) and r["damage_metric"] == "LPIPS_drift"
+    study = _optuna_study(spec)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    told = sorted((t.params["d"], *t.values) for t in study.trials if t.state.name == "COMPLETE")
+    reported = sorted((r["d"], r["forgetting"], r["damage"]) for r in records)
+    assert _flat(told) == pytest.approx(_flat(reported))                     # NSGA-II was told both, per trial
+    ordered = sorted(study.trials, key=lambda t: t.number)
+    assert ordered[0].params == {"d": 30.0, "alpha_max": 15.0}
+    assert [t.system_attrs.get("NSGAIISampler:generation") for t in ordered] == [None, 0, 0, 1]   # bred, not random
+    out = write_outputs(spec, base, records)
+    assert out.table["pareto"].any() and out.best is not None and out.best["damage"] <= 0.2
+
+
 @pytest.mark.slow
 def test_tiny_real_search_end_to_end(tmp_path: Path) -> None:
     """Two trials of the real per-identity core (tiny backend, 2 steps, 8 FID samples), one identity each."""
@@ -162,3 +232,29 @@ def test_tiny_real_search_end_to_end(tmp_path: Path) -> None:
         trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
         assert json.loads((trial / "metrics.json").read_text())["guide"]["d"] == r["d"]
     assert load_job(out.paths["best_job"]).guide.d in (30.0, 10.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("searcher, mode", [("optuna-tpe", "penalised"), ("optuna-nsga2", "pareto")])
+def test_tiny_real_optuna_search(tmp_path: Path, searcher: str, mode: str) -> None:
+    """Optuna on the real per-identity core: 3 trials (GUIDE's default + 2 sampled), damage LPIPS_drift."""
+    path = _spec(tmp_path, n=1, base_job=_tiny_base(), space={"d": {"type": "uniform", "low": 10, "high": 60}},
+                 searcher={"kind": searcher, "seed": 0}, num_samples=3, max_concurrent_trials=2,
+                 objective={"mode": mode, "damage": "LPIPS_drift", "damage_bound": 0.5},
+                 resources={"cpus": 1, "gpus": 0})
+    spec, base_job = load_tune(path)
+    run = run_tune(spec, base_job)
+    out = write_outputs(spec, base_job, run.records)
+    assert [r["status"] for r in run.records] == ["complete"] * 3
+    assert sum(out.table["is_default"]) == 1 and len(set(out.table["d"])) == 3
+    for r in run.records:
+        assert 0.0 <= r["ID"] <= 1.0 and r["LPIPS_drift"] > 0.0 and r["damage"] == r["LPIPS_drift"]
+        assert (r["damage_metric"], r["damage_samples"], r["damage_seed"]) == ("LPIPS_drift", 4, 0)
+        trial = tmp_path / "out" / "trials" / r["trial_id"] / "artifacts" / "random-0000"
+        record = json.loads((trial / "metrics.json").read_text())
+        assert record["guide"]["d"] == r["d"] and record["metrics"]["LPIPS_drift"] == r["LPIPS_drift"]
+    study = _optuna_study(spec)
+    values = sorted(tuple(t.values) for t in study.trials if t.state.name == "COMPLETE")
+    wanted = (("forgetting", "damage") if mode == "pareto" else ("objective",))
+    assert _flat(values) == pytest.approx(_flat(sorted(tuple(r[k] for k in wanted) for r in run.records)))
+    assert load_job(out.paths["best_job"]).guide.d == pytest.approx(out.best["d"])

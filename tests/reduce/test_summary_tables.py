@@ -54,9 +54,10 @@ def test_backends_are_never_pooled() -> None:
 def test_markdown_marks_stand_ins_and_formats_cells() -> None:
     md = to_markdown(summarize(rows_frame(_rows())), invalid_rows=2)
     lines = md.splitlines()
-    assert lines[0] == ("| Backend | Scenario | Method | ID ↓ | ID_others ↓ | FID_pre ↓ | ΔFID_real ↓ | min/identity | ok | failed |")
-    assert "| tiny | random | guide | 0.1500 ± 0.0707 | – | 6.000 ± 1.414 | – | 2.0 ± 1.4 | 2 | 1 |" in lines
-    assert "| tiny | celebahq | guide † | 0.3000 | 0.4000 | – | – | 1.0 | 1 | 0 |" in lines
+    assert lines[0] == ("| Backend | Scenario | Method | ID ↓ | ID_others ↓ | FID_pre ↓ | ΔFID_real ↓ | LPIPS_drift ↓ "
+                        "| min/identity | ok | failed |")
+    assert "| tiny | random | guide | 0.1500 ± 0.0707 | – | 6.000 ± 1.414 | – | – | 2.0 ± 1.4 | 2 | 1 |" in lines
+    assert "| tiny | celebahq | guide † | 0.3000 | 0.4000 | – | – | – | 1.0 | 1 | 0 |" in lines
     assert "† computed with stand-in networks" in md and "2 manifest row(s) were rejected" in md
 
 

@@ -16,7 +16,7 @@ from guide_ray.store.schema import RESULT_SCHEMA, SCHEMA_VERSION, ResultRow, row
 # Changing this list is a schema change: bump SCHEMA_VERSION and update docs/engine.md.
 PINNED = [
     "identity_id", "scenario", "backend", "variant", "seed", "source", "status", "error", "ID", "ID_others", "FID_pre",
-    "delta_FID_real", "id_views_unaligned", "loss_first", "loss_last", "loss_min", "iterations", "seconds", "attempts", "worker",
+    "delta_FID_real", "LPIPS_drift", "id_views_unaligned", "loss_first", "loss_last", "loss_min", "iterations", "seconds", "attempts", "worker",
     "node", "device", "stand_in", "run_key", "job_key", "code_version", "artifact_weights", "artifact_grid",
     "finished_at",
 ]
@@ -27,7 +27,7 @@ _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_
 def test_columns_are_pinned() -> None:
     assert list(ResultRow.model_fields) == PINNED
     assert RESULT_SCHEMA.names == PINNED
-    assert SCHEMA_VERSION == "3"
+    assert SCHEMA_VERSION == "4"
 
 
 @pytest.mark.parametrize("name", PINNED)
@@ -46,7 +46,7 @@ def test_pydantic_and_arrow_types_agree(name: str) -> None:
 def test_round_trip_is_lossless() -> None:
     rows = [make_row("a"), make_row("b", status="failed", error="ValueError: x", ID=None, stand_in=True)]
     table = rows_to_table(rows)
-    assert table.schema.metadata == {b"guide_ray.schema_version": b"3"}
+    assert table.schema.metadata == {b"guide_ray.schema_version": b"4"}
     assert table_to_rows(table) == rows
 
 
@@ -55,7 +55,8 @@ def test_foreign_table_is_refused() -> None:
         table_to_rows(pa.table({"identity_id": ["a"]}))
 
 
-@pytest.mark.parametrize("version, dropped", [("1", ["id_views_unaligned", "backend"]), ("2", ["backend"])])
+@pytest.mark.parametrize("version, dropped", [("1", ["id_views_unaligned", "backend", "LPIPS_drift"]),
+                                              ("2", ["backend", "LPIPS_drift"]), ("3", ["LPIPS_drift"])])
 @pytest.mark.parametrize("stand_in, backend", [(True, "tiny"), (False, "eg3d-ffhq512-128")])
 def test_rows_of_older_schema_versions_are_upgraded_not_refused(tmp_path: Path, version, dropped, stand_in,
                                                                  backend) -> None:

@@ -36,6 +36,14 @@ def test_job_key_tracks_weights_metrics_version_and_fid_settings() -> None:
     assert job_key(_job(metrics=["FID_pre"], fid={"num_samples": 10}), "w", "0.1.0") != job_key(with_fid, "w", "0.1.0")
 
 
+def test_job_key_tracks_lpips_drift_probes_only_when_requested() -> None:
+    assert job_key(_job(lpips_drift={"num_probes": 4}), "w", "0.1.0") == job_key(JOB, "w", "0.1.0")
+    drift = _job(metrics=["ID", "LPIPS_drift"])
+    for change in ({"num_probes": 4}, {"seed": 1}, {"batch_size": 2}):
+        assert job_key(_job(metrics=["ID", "LPIPS_drift"], lpips_drift=change), "w", "0.1.0") != job_key(drift, "w",
+                                                                                                          "0.1.0")
+
+
 def test_item_key_tracks_inputs_and_effective_config() -> None:
     cfg = GuideConfig()
     base = item_run_key("j", ROW, "guide", cfg)
