@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 RECORD_KEYS = {"identity_id", "scenario", "variant", "seed", "metrics", "id_views_unaligned", "losses", "iterations",
-               "seconds", "device", "backend", "guide", "fid", "seeds", "networks", "stand_in", "artifacts", "version"}
+               "seconds", "device", "backend", "guide", "fid", "seeds", "networks", "stand_in", "artifacts", "version",
+               "micro_batch", "stage_seconds"}
 
 
 def _unlearn(out: Path, *extra: str) -> subprocess.CompletedProcess:
