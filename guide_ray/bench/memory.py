@@ -41,7 +41,7 @@ def probe(preset: str, option: str, device: str, nets: str) -> dict[str, object]
     seconds = time.perf_counter() - start
     cuda_peak = torch.cuda.max_memory_allocated(world.device) / GIB if world.device.type == "cuda" else None
     variant.stack.close()
-    micro = None if option == "reference" else variant.cfg.micro_batch
+    micro = variant.micro_batch
     return {"preset": preset, "option": option, "device": device, "nets": nets, "seconds": round(seconds, 3),
             "rss_before_step_gib": round(before / GIB, 3),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3),

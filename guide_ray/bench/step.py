@@ -68,6 +68,7 @@ class Variant:
     cfg: GuideConfig
     run: Callable[[torch.Generator], float]
     times: list[float] = field(default_factory=list)
+    micro_batch: int | None = None     # the resolved chunk size (None: the reference step, unchunked)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
@@ -82,6 +83,7 @@ def make_variant(world: StepWorld, name: str) -> Variant:
     variant.stack.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
     variant.stack.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
     micro_batch = resolve_micro_batch(cfg, G_u, device).micro_batch
+    variant.micro_batch = None if name == REFERENCE else micro_batch
 
     def run(rng: torch.Generator) -> float:
         c = step_camera(cfg.camera, rng, device)
