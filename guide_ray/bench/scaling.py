@@ -4,8 +4,9 @@ Model, from the throughput benchmark's summaries (seconds):
   t_item  = one identity on one actor (row.seconds: source, unlearning, metrics, artifacts);
   t_fixed = once per run: cluster start, model loading, the pretrained FID statistics
             (1-actor wall − identities × t_item);
-  e       = sharing efficiency: throughput of 2 actors / (2 × one actor's), measured; on one
-            GPU shared by k fractional actors it is re-measured by benchmarks/gpu_check.sh;
+  e       = sharing efficiency of k actors on one device: throughput of 2 actors on the benchmark's
+            host / (2 × one actor's); for k fractional actors on one GPU, benchmarks/gpu_check.sh
+            measures it; separate GPUs do not share (e = 1);
   t_drv   = the driver's serial seconds per identity (scheduling + commit); not separable in
             the runs, so an input (default 0: the bound is then device time only).
 With A = N × M × k actors: rate = min(A · e / t_item, 1 / t_drv) identities/s; a job of n
@@ -28,7 +29,7 @@ class Costs:
 def rate_per_hour(costs: Costs, gpus: int, nodes: int = 1, per_gpu: int = 1) -> dict[str, object]:
     """Steady-state identities/hour of `gpus` devices per node × `nodes`, `per_gpu` actors each; what bounds it."""
     actors = gpus * nodes * per_gpu
-    eff = 1.0 if actors == 1 else costs.share_efficiency
+    eff = costs.share_efficiency if per_gpu > 1 else 1.0      # separate devices do not share
     by_actors = actors * eff / costs.t_item * 3600
     by_driver = 3600 / costs.t_driver if costs.t_driver > 0 else float("inf")
     return {"gpus": gpus, "nodes": nodes, "per_gpu": per_gpu, "actors": actors,
@@ -47,6 +48,6 @@ def costs_from_runs(one: dict, two: dict | None = None, t_driver: float = 0.0) -
 
 
 def predicted_wall(costs: Costs, identities: int, actors: int) -> float:
-    """Seconds a run of `identities` takes on `actors` actors of one node under the model."""
-    rate = rate_per_hour(costs, actors)["identities_per_hour"] / 3600
+    """Seconds a run of `identities` takes on `actors` actors sharing one device (the benchmark's host)."""
+    rate = rate_per_hour(costs, 1, 1, actors)["identities_per_hour"] / 3600
     return costs.t_fixed + identities / rate
