@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
     through.add_argument("--identities", type=int, default=4, help="identities per run")
     through.add_argument("--iterations", type=int, help="override the job's guide.iterations")
     through.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster")
+    conc = sub.add_parser("concurrent", parents=[common, world], help="k identities at once on one device")
+    conc.add_argument("--k", default="1,2,4", help="worker counts to try, e.g. 1,2,4,8")
+    conc.add_argument("--steps", type=int, default=3, help="timed steps per worker")
+    conc.add_argument("--iterations", type=int, default=1000, help="steps per identity for the extrapolation")
     scaling = sub.add_parser("scaling", parents=[common], help="identities/hour for N GPUs x M nodes, on paper")
     scaling.add_argument("--throughput", type=Path, help="throughput.json (default: OUT/throughput.json)")
     scaling.add_argument("--gpus", default="1,2,4,8")
@@ -62,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "threads", None):
         import torch
         torch.set_num_threads(args.threads)
-    handlers = {"step": _step, "memory": _memory, "throughput": _throughput, "scaling": _scaling}
+    handlers = {"step": _step, "memory": _memory, "throughput": _throughput, "scaling": _scaling,
+                "concurrent": _concurrent}
     try:
         paths = handlers[args.bench](args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
@@ -150,6 +155,26 @@ def _throughput(args: argparse.Namespace) -> dict:
         ax.set_ylabel("identities / hour")
         ax.set_title(f"throughput, {job.name} ({job.guide.iterations} steps)")
     return write_outputs(args.out, "throughput", data, markdown_table(header, table), plot)
+
+
+def _concurrent(args: argparse.Namespace) -> dict:
+    from guide_ray.bench import concurrent
+    from guide_ray.bench.report import markdown_table, write_outputs
+
+    runs = [concurrent.run_k(k, args.preset, args.device, _nets(args), args.steps, args.out / "concurrent-work",
+                             args.iterations) for k in _ints(args.k)]
+    header = ["workers", "ok", "s/step each", "min/identity", "identities/hour total", "CUDA peak GiB each"]
+    table = [(r["k"], r["ok"], r.get("median_s_per_step"), r.get("min_per_identity"), r.get("identities_per_hour"),
+              r.get("cuda_peak_gib_per_worker")) for r in runs]
+    data = {"preset": args.preset, "device": args.device, "nets": _nets(args), "iterations": args.iterations,
+            "runs": runs}
+
+    def plot(ax):
+        ok = [r for r in runs if "identities_per_hour" in r]
+        ax.plot([r["k"] for r in ok], [r["identities_per_hour"] for r in ok], marker="o")
+        ax.set_xlabel("identities at once on one device")
+        ax.set_ylabel(f"identities / hour ({args.iterations} steps)")
+    return write_outputs(args.out, "concurrent", data, markdown_table(header, table), plot)
 
 
 def _scaling(args: argparse.Namespace) -> dict:
