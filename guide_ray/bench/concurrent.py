@@ -49,7 +49,8 @@ def run_k(k: int, preset: str, device: str, nets: str, steps: int, workdir: Path
     workdir.mkdir(parents=True, exist_ok=True)
     start = workdir / f"start-{k}"
     cmd = [sys.executable, "-m", "guide_ray.bench.concurrent", preset, device, nets, str(steps), str(start)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(k)]
     deadline = time.monotonic() + timeout_s
     while len(list(workdir.glob(f"start-{k}.ready-*"))) < k and all(p.poll() is None for p in procs):
         if time.monotonic() > deadline:

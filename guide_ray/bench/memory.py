@@ -54,7 +54,7 @@ def measure(preset: str, options: list[str], device: str, nets: str, timeout_s: 
     for option in options:
         cmd = [sys.executable, "-m", "guide_ray.bench.memory", preset, option, device, nets]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             rows.append({"option": option, "error": f"timed out after {timeout_s:.0f} s"})
             continue

@@ -44,11 +44,20 @@ class MicroBatchChoice:
 
 def latent_cost_gib(G: torch.nn.Module) -> float:
     """Estimated GiB one latent adds to a step's peak on `G` (the table, else by output pixels)."""
-    resolution = int(getattr(G, "img_resolution"))
+    resolution = output_resolution(G)
     key = (resolution, getattr(G, "neural_rendering_resolution", None))
     if key in LATENT_COST_GIB:
         return LATENT_COST_GIB[key]
     return GIB_PER_OUTPUT_MEGAPIXEL * resolution * resolution / 1e6
+
+
+def output_resolution(G: torch.nn.Module) -> int:
+    """The generator's output size: EG3D's `img_resolution`, or a 2D decoder's `size` (StyleGAN2)."""
+    for value in (getattr(G, "img_resolution", None), getattr(getattr(G, "decoder", None), "size", None)):
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"micro_batch 'auto': cannot tell {type(G).__name__}'s output resolution (no img_resolution "
+                     "or decoder.size); set guide.micro_batch to a number")
 
 
 def free_memory_gib(device: torch.device) -> float:

@@ -24,6 +24,16 @@ def test_cost_table_and_extrapolation():
     assert latent_cost_gib(FakeG(1024)) == pytest.approx(3.6 * 4)
 
 
+def test_2d_generators_and_unknown_ones():
+    decoder = torch.nn.Module()
+    decoder.size = 256
+    sg2 = torch.nn.Module()
+    sg2.decoder = decoder
+    assert latent_cost_gib(sg2) == pytest.approx(3.6 / 4)
+    with pytest.raises(ValueError, match="set guide.micro_batch to a number"):
+        latent_cost_gib(torch.nn.Linear(1, 1))
+
+
 def test_chunk_size_fits_the_headroom_and_stays_in_range():
     assert chunk_size(5, free_gib=100.0, latent_gib=3.6) == 5
     assert chunk_size(5, free_gib=12.0, latent_gib=3.6) == int(HEADROOM * 12 / 3.6) == 2
