@@ -33,9 +33,9 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
-## make bench: speed benchmarks (ratios within one run; see benchmarks/README.md)
+## make bench: step speed on tiny, ours vs the official-order reference (see benchmarks/README.md)
 bench: install
-	$(PY) benchmarks/bench_step.py
+	$(VENV)/bin/guide-ray bench step --preset tiny --steps 5 --options ours,bf16 --out runs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

@@ -25,6 +25,7 @@ COMMANDS = {
     "weights": "list the pretrained files a backend needs: found / missing / wrong hash",
     "fid-stats": "FID statistics of a folder of real images (for fid.real_stats)",
     "world": "train the synthetic face world's networks, or draw a grid of its identities",
+    "bench": "benchmarks: step speed, memory, engine throughput, scaling model (JSON + Markdown + PNG)",
 }
 
 

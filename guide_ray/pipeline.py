@@ -27,10 +27,11 @@ from guide_ray.config.base import fingerprint
 from guide_ray.config.guide import GuideConfig
 from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.errors import ConfigError
+from guide_ray.guide.fast import cuda_flags
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.loop import StepHook, UnlearnResult, unlearn
 from guide_ray.metrics import drift, fid
-from guide_ray.metrics.identity import N_VIEWS, id_metric_for, id_score
+from guide_ray.metrics.identity import N_VIEWS, BeforeCache, id_metric_for, id_score
 from guide_ray.metrics.stats import FidStats, fid_plan, load_real_stats
 from guide_ray.models import weights as weight_registry
 from guide_ray.models.nets.base import LossNets
@@ -43,6 +44,7 @@ from guide_ray.utils.seeding import derive_seed, make_rng
 log = logging.getLogger(__name__)
 
 GRID_VIEWS = 5
+STAGES = ("source", "unlearning", "metrics", "artifacts")   # Pipeline.run's parts, timed into metrics.json
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class ItemOutcome:
     stand_in: bool
     seconds: float
     id_views_unaligned: int | None = None  # renders without an MTCNN face (None: no aligned ID metric ran)
+    micro_batch: dict[str, object] | None = None   # the chunk size the steps used (guide.memory.MicroBatchChoice)
+    stage_seconds: dict[str, float] | None = None  # source, unlearning, metrics, artifacts (benchmarks read it)
 
 
 def unlearn_copy(G_s: UnlearnableGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
@@ -113,6 +117,7 @@ class Pipeline:
         self.extractors = {kind: build_fid_extractor(backend, self.weights_dir, self.device, kind)
                            for kind in self.fid_plan.kinds}
         self.real_stats: FidStats | None = None
+        self.before = BeforeCache()                            # ID's G_s renders, shared by an identity's rows
         self._pre_stats: dict[str, fid.FidStats] = {}          # StatsKey fingerprint → pretrained stats
         self._pre_probes: dict[str, list[Tensor]] = {}          # (camera, noise mode) fingerprint → G_s probes
         self.inversion_stand_in = False
@@ -146,16 +151,24 @@ class Pipeline:
         `on_step` sees every step (the CLI's progress bar); by default progress is logged every 50 steps.
         """
         start = time.perf_counter()
+        marks = [start]
         w_u = self.source_latent(item)
-        G_u, result = unlearn_copy(self.G_s, w_u, item.guide, self.nets, item.seed,
-                                   on_step=on_step or _log_every(item.identity_id, item.guide.iterations))
+        marks.append(time.perf_counter())
+        with cuda_flags(item.guide.speed):                       # TF32 is a process flag: set around the loop only
+            G_u, result = unlearn_copy(self.G_s, w_u, item.guide, self.nets, item.seed,
+                                       on_step=on_step or _log_every(item.identity_id, item.guide.iterations))
+        marks.append(time.perf_counter())
         metrics, unaligned = self.measure(item, G_u, w_u)
+        marks.append(time.perf_counter())
         artifacts = write_artifacts(out_dir, self.backend, self.G_s, G_u, result, item.guide)
+        marks.append(time.perf_counter())
         totals = [p.total for p in result.losses] or [float("nan")]
+        stages = {name: round(b - a, 3) for name, a, b in zip(STAGES, marks, marks[1:])}
         outcome = ItemOutcome(metrics=metrics, loss_first=totals[0], loss_last=totals[-1], loss_min=min(totals),
                               iterations=result.steps, artifacts={k: artifacts[k] for k in ("weights", "grid")},
                               stand_in=self.stand_in, seconds=time.perf_counter() - start,
-                              id_views_unaligned=unaligned)
+                              id_views_unaligned=unaligned, micro_batch=result.micro_batch.record(),
+                              stage_seconds=stages)
         write_json(out_dir / "metrics.json", self._metrics_record(item, outcome, artifacts))
         return outcome
 
@@ -172,13 +185,18 @@ class Pipeline:
         wanted = set(self.job.metrics)
         metrics: dict[str, float | None] = dict.fromkeys(registry.METRIC_NAMES)
         views = self.backend.id_views(item.guide.camera, N_VIEWS)
+        views_key = f"{fingerprint(item.guide.camera)}:{N_VIEWS}"
+
+        def score(w: Tensor):
+            before = self.before.get(self.G_s, w, self.id_metric, views, views_key)
+            return id_score(self.G_s, G_u, w, self.id_metric, views, before=before)
+
         scores = []
         if registry.ID.name in wanted:
-            scores.append(id_score(self.G_s, G_u, w_u, self.id_metric, views))
+            scores.append(score(w_u))
             metrics[registry.ID.name] = scores[-1].similarity
         if registry.ID_OTHERS.name in wanted and item.other_images:
-            others = [id_score(self.G_s, G_u, self._invert(p, item.seed), self.id_metric, views)
-                      for p in item.other_images]
+            others = [score(self._invert(p, item.seed)) for p in item.other_images]
             metrics[registry.ID_OTHERS.name] = sum(s.similarity for s in others) / len(others)
             scores += others
         if self.extractors:
@@ -247,6 +265,7 @@ class Pipeline:
             "metrics": outcome.metrics, "id_views_unaligned": outcome.id_views_unaligned,
             "losses": {"first": outcome.loss_first, "last": outcome.loss_last, "min": outcome.loss_min},
             "iterations": outcome.iterations, "seconds": round(outcome.seconds, 2), "device": str(self.device),
+            "micro_batch": outcome.micro_batch, "stage_seconds": outcome.stage_seconds,
             "backend": self.job.model.backend, "guide": item.guide.model_dump(mode="json"),
             "fid": self.job.fid.model_dump(mode="json"),
             "lpips_drift": (self.job.lpips_drift.model_dump(mode="json")

@@ -57,6 +57,9 @@ def test_photo_identity_end_to_end(pipeline, tmp_path):
     from test_unlearn_command import RECORD_KEYS
     assert set(record) == RECORD_KEYS                             # `guide-ray unlearn` writes the same format
     assert outcome.id_views_unaligned is None                     # tiny: stand-in embedder, no MTCNN
+    assert record["micro_batch"]["micro_batch"] == 5 and record["micro_batch"]["source"] == "auto"
+    assert set(record["stage_seconds"]) == {"source", "unlearning", "metrics", "artifacts"}
+    assert sum(record["stage_seconds"].values()) <= record["seconds"] + 0.01
     # the pretrained FID statistics were computed once and cached on disk
     assert list(pipeline.job.fid_cache_dir.rglob("*.npz"))
 

@@ -7,7 +7,7 @@ Defaults follow the released `unlearn.py` (KHU-AGI/GUIDE); see docs/design.md fo
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -45,6 +45,23 @@ class CameraConfig(StrictModel):
         return tuple(float(v) for v in self.look_at)  # type: ignore[return-value]
 
 
+class SpeedConfig(StrictModel):
+    """How a step is computed, never what it computes; each switch is guarded against fp32 in
+    tests/guide/test_fast_options.py (tolerances there). The exact switches are on by default;
+    precision and compile trade-offs stay off until benchmarks/RESULTS.md shows they win."""
+
+    target_inference_mode: bool = Field(
+        True, description="render G_s's targets under torch.inference_mode (exact; no autograd bookkeeping)")
+    autocast: Literal["off", "bf16"] = Field(
+        "off", description="bf16 autocast of the step's forwards (CPU and CUDA); the loss moves by ~1e-2 relative")
+    tf32: bool = Field(False, description="TF32 matmuls and convolutions on CUDA (set by the caller; no effect on CPU)")
+    channels_last: bool = Field(False, description="NHWC memory format for the generators and loss networks")
+    compile: bool = Field(False, description="torch.compile G_u's synthesis for the run (first step compiles)")
+
+
+MicroBatch = Annotated[int, Field(ge=1)] | Literal["auto"]
+
+
 class GuideConfig(StrictModel):
     """One unlearning run. Validated at the edge; inside, passed as a frozen object."""
 
@@ -68,6 +85,14 @@ class GuideConfig(StrictModel):
         "random", description="backbone noise; the official loop uses 'random'"
     )
     camera: CameraConfig = CameraConfig()
+    micro_batch: MicroBatch = Field(
+        "auto", description="latents per forward/backward chunk, gradients accumulated over the step's "
+                            "1 + N_a + N_g latents; 'auto' = the most that fit the device's free memory "
+                            "(guide_ray/guide/memory.py); the chosen value is recorded with the result")
+    grad_checkpoint: bool = Field(
+        False, description="recompute the renderer's and the super-resolution's activations in backward "
+                           "(less memory, more time; same loss and gradient)")
+    speed: SpeedConfig = SpeedConfig()
 
     @model_validator(mode="after")
     def _some_loss(self) -> GuideConfig:

@@ -8,6 +8,7 @@ every buffer stay bit-identical, though gradients flow through them. Any `Unlear
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,9 +18,12 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig
+from guide_ray.guide.fast import compiled_synthesis, grad_checkpointing, to_channels_last
 from guide_ray.guide.generator import UnlearnableGenerator
-from guide_ray.guide.losses import LossParts, guide_losses
+from guide_ray.guide.losses import LossParts
+from guide_ray.guide.memory import MicroBatchChoice, resolve_micro_batch
 from guide_ray.guide.sampling import sample_step_latents, step_camera
+from guide_ray.guide.step import accumulate_step
 from guide_ray.guide.targets import make_target
 from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.models.nets.base import LossNets
@@ -34,6 +38,7 @@ class UnlearnResult:
     losses: list[LossParts] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    micro_batch: MicroBatchChoice | None = None   # the chunk size the steps used (cfg.micro_batch resolved)
 
 
 def trainable_parameters(G_u: UnlearnableGenerator) -> list[torch.nn.Parameter]:
@@ -58,27 +63,31 @@ def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, c
     G_s.eval().requires_grad_(False)
     params = trainable_parameters(G_u)
     G_u.train()  # as the official loop: only switches modulated convs to the unfused path
+    if cfg.speed.channels_last:
+        to_channels_last(G_u, G_s, nets.perceptual, nets.identity)
     w_u = w_u.detach()
     w_avg = G_s.w_avg                                            # [C] (EG3D) or [L, C] (pSp)
     w_t = make_target(cfg, w_u, w_avg).detach()                  # [1, L, C]
     cam = cfg.camera                                             # the frontal pose conditions EG3D's mapping (2D ignores it)
     c_front = frontal_camera(1, cam.look_at_point, cam.radius, cam.fov_deg, w_u.device)
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    result = UnlearnResult(w_u=w_u, w_t=w_t)
+    result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device))
     start = time.perf_counter()
-    for step in range(cfg.iterations):
-        c = step_camera(cfg.camera, rng, w_u.device)
-        latents = sample_step_latents(cfg, w_u, w_t, G_s, c_front, rng)
-        loss, parts = guide_losses(G_u, G_s, latents, c, cfg, nets, rng)
-        if not math.isfinite(parts.total):
-            raise FloatingPointError(f"loss is {parts.total} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        result.losses.append(parts)
-        result.steps = step + 1
-        if on_step is not None and on_step(step, parts):
-            break
+    with contextlib.ExitStack() as switches:
+        switches.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
+        switches.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
+        for step in range(cfg.iterations):
+            c = step_camera(cfg.camera, rng, w_u.device)
+            latents = sample_step_latents(cfg, w_u, w_t, G_s, c_front, rng)
+            opt.zero_grad(set_to_none=True)
+            parts = accumulate_step(G_u, G_s, latents, c, cfg, nets, rng, result.micro_batch.micro_batch)
+            if not math.isfinite(parts.total):
+                raise FloatingPointError(f"loss is {parts.total} at step {step}")
+            opt.step()
+            result.losses.append(parts)
+            result.steps = step + 1
+            if on_step is not None and on_step(step, parts):
+                break
     G_u.eval()
     result.seconds = time.perf_counter() - start
     return result

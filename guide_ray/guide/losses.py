@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig, LossWeights
+from guide_ray.guide.fast import target_context
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.sampling import StepLatents
 from guide_ray.models.nets.base import LossNets, identity_loss
@@ -45,7 +46,7 @@ def guide_losses(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: 
     b = latents.w_src.shape[0]
     c_b = c.expand(b, -1)
     out_u = G_u.synthesis(latents.w_src, c_b, noise_mode=cfg.noise_mode, generator=rng)
-    with torch.no_grad():
+    with target_context(cfg.speed):
         out_s = G_s.synthesis(latents.w_tgt, c_b, noise_mode=cfg.noise_mode, generator=rng)
     img_u, img_s = out_u["image"], out_s["image"]             # [B, 3, R, R]
     lpips = nets.perceptual(img_u, img_s)                      # [B]

@@ -10,6 +10,8 @@ where GUIDE's code would crash. The embedded backends' embedders (stand-in, synt
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,16 +73,60 @@ def _embed(metric: IdMetric, images: Tensor) -> tuple[Tensor, int | None]:
     return metric(images), None
 
 
+@dataclass(frozen=True)
+class ViewEmbeddings:
+    """One generator's embeddings of one latent over the views, and how many renders were unaligned."""
+
+    embeddings: Tensor         # [V, D]
+    unaligned: int | None
+
+
 @torch.no_grad()
-def id_score(G_before: nn.Module, G_after: nn.Module, w: Tensor, metric: IdMetric, views: Views) -> IdScore:
-    """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over `views` (the backend's)."""
-    before = dequantize(quantize_like_png(views(G_before, w)))
-    after = dequantize(quantize_like_png(views(G_after, w)))
-    (e_before, miss_before), (e_after, miss_after) = _embed(metric, before), _embed(metric, after)
-    unaligned = None if miss_before is None else miss_before + miss_after
-    return IdScore(float((e_before * e_after).sum(dim=1).mean()), unaligned)
+def embed_views(G: nn.Module, w: Tensor, metric: IdMetric, views: Views) -> ViewEmbeddings:
+    """f(G(w, view)) for every view, rendered and quantised as the saved PNGs are."""
+    return ViewEmbeddings(*_embed(metric, dequantize(quantize_like_png(views(G, w)))))
+
+
+@torch.no_grad()
+def id_score(G_before: nn.Module, G_after: nn.Module, w: Tensor, metric: IdMetric, views: Views,
+             before: ViewEmbeddings | None = None) -> IdScore:
+    """Mean cosine between f(G_before(w, view)) and f(G_after(w, view)) over `views` (the backend's).
+
+    `before`: G_before's embeddings of w when already known (BeforeCache); rendered here otherwise.
+    """
+    before = before or embed_views(G_before, w, metric, views)
+    after = embed_views(G_after, w, metric, views)
+    unaligned = None if before.unaligned is None else before.unaligned + after.unaligned
+    return IdScore(float((before.embeddings * after.embeddings).sum(dim=1).mean()), unaligned)
 
 
 def id_similarity(G_before: nn.Module, G_after: nn.Module, w: Tensor, metric: IdMetric, views: Views) -> float:
     """`id_score`'s similarity alone."""
     return id_score(G_before, G_after, w, metric, views).similarity
+
+
+class BeforeCache:
+    """The frozen generator's view embeddings per (latent, views): the 'before' half of ID / ID_others.
+
+    They depend only on G_s, the latent and the views, so the variants of one identity and the Tune
+    trials on one validation identity share them. One cache per G_s and metric (the worker's);
+    `views_key` must name the views (e.g. the camera config's fingerprint and the view count).
+    Least recently used entries are dropped past `limit`.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[str, str], ViewEmbeddings] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, G_before: nn.Module, w: Tensor, metric: IdMetric, views: Views, views_key: str) -> ViewEmbeddings:
+        key = (views_key, hashlib.sha256(w.detach().float().cpu().numpy().tobytes()).hexdigest())
+        if key in self._items:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return self._items[key]
+        self.misses += 1
+        value = self._items[key] = embed_views(G_before, w, metric, views)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return value

@@ -1,0 +1,96 @@
+"""How many latents one forward/backward chunk may hold: `micro_batch: auto` resolved from free memory.
+
+One GUIDE step renders 1 + N_a + N_g latents through G_u with autograd (backbone, renderer, SR,
+LPIPS-VGG, IR-SE50). Its peak grows about linearly with the latents in one chunk, so the chunk
+size is free memory / per-latent cost, capped at the step's batch. The cost table holds what was
+measured; anything else is extrapolated from the output resolution, which drives the SR and the
+loss networks' activations. No Ray, no files beyond /proc/meminfo.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from guide_ray.config.guide import GuideConfig
+
+GIB = 2 ** 30
+# GiB per latent of one fp32 step (G_u forward + backward through renderer and SR, LPIPS-VGG, IR-SE50),
+# keyed by (output resolution, neural rendering resolution).
+# (512, 128): EG3D ffhq512-128 on CPU, issue #11: G_u forward + backward 4.6 GB at batch 1, 8.2 GB at 2.
+LATENT_COST_GIB: dict[tuple[int, int | None], float] = {(512, 128): 3.6}
+GIB_PER_OUTPUT_MEGAPIXEL = 3.6 / (512 * 512 / 1e6)   # the measured row, per megapixel of output, for the rest
+HEADROOM = 0.8       # use at most this share of the free memory (weights, G_s, allocator slack live there)
+
+
+@dataclass(frozen=True)
+class MicroBatchChoice:
+    """The chunk size one run used and why (recorded with the result)."""
+
+    micro_batch: int
+    batch: int                     # latents per step, 1 + N_a + N_g
+    source: str                    # "config" or "auto"
+    free_gib: float | None = None  # free device / host memory at resolution time (auto only)
+    latent_gib: float | None = None
+
+    def record(self) -> dict[str, object]:
+        return {"micro_batch": self.micro_batch, "batch": self.batch, "source": self.source,
+                "free_gib": None if self.free_gib is None else round(self.free_gib, 2),
+                "latent_gib": None if self.latent_gib is None else round(self.latent_gib, 3)}
+
+
+def latent_cost_gib(G: torch.nn.Module) -> float:
+    """Estimated GiB one latent adds to a step's peak on `G` (the table, else by output pixels)."""
+    resolution = output_resolution(G)
+    key = (resolution, getattr(G, "neural_rendering_resolution", None))
+    if key in LATENT_COST_GIB:
+        return LATENT_COST_GIB[key]
+    return GIB_PER_OUTPUT_MEGAPIXEL * resolution * resolution / 1e6
+
+
+def output_resolution(G: torch.nn.Module) -> int:
+    """The generator's output size: EG3D's `img_resolution`, or a 2D decoder's `size` (StyleGAN2)."""
+    for value in (getattr(G, "img_resolution", None), getattr(getattr(G, "decoder", None), "size", None)):
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"micro_batch 'auto': cannot tell {type(G).__name__}'s output resolution (no img_resolution "
+                     "or decoder.size); set guide.micro_batch to a number")
+
+
+def free_memory_gib(device: torch.device) -> float:
+    """Free memory where the step runs: CUDA's free bytes, or the host's MemAvailable."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / GIB
+    return host_available_bytes() / GIB
+
+
+def host_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """MemAvailable from /proc/meminfo (Linux); the kernel's estimate of what can be used without swapping."""
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{meminfo} has no MemAvailable line; set guide.micro_batch to a number")
+
+
+def chunk_size(batch: int, free_gib: float, latent_gib: float) -> int:
+    """The most latents of `latent_gib` each that fit HEADROOM × free_gib, between 1 and `batch`."""
+    fits = math.floor(HEADROOM * free_gib / latent_gib)
+    return max(1, min(batch, fits))
+
+
+def resolve_micro_batch(cfg: GuideConfig, G: torch.nn.Module, device: torch.device,
+                        free_gib: float | None = None) -> MicroBatchChoice:
+    """cfg.micro_batch as a number: capped at the step's batch, or chosen from free memory for 'auto'.
+
+    `free_gib` overrides the measurement (tests, and callers that already measured).
+    """
+    batch = cfg.batch_size
+    if cfg.micro_batch != "auto":
+        return MicroBatchChoice(min(cfg.micro_batch, batch), batch, "config")
+    free = free_memory_gib(device) if free_gib is None else free_gib
+    cost = latent_cost_gib(G)
+    return MicroBatchChoice(chunk_size(batch, free, cost), batch, "auto", free, cost)

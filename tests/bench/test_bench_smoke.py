@@ -1,0 +1,82 @@
+"""`guide-ray bench` on the tiny preset, 1 step: every benchmark writes its JSON, Markdown and PNG.
+
+Timings are written, never asserted (shared machines); only structure and the recorded settings are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guide_ray.bench import step
+from guide_ray.bench.report import write_outputs
+from guide_ray.bench.world import build_world
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "guide_ray.cli", "bench", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_outputs_are_json_markdown_and_png(tmp_path):
+    paths = write_outputs(tmp_path, "x", {"value": 1}, "| a |\n|---|\n| 1 |", lambda ax: ax.plot([0, 1], [1, 2]))
+    record = json.loads(paths["json"].read_text())
+    assert record["value"] == 1 and record["machine"]["torch"] and "command" in record["machine"]
+    assert paths["md"].read_text().startswith("# x\n\n| a |") and "Machine:" in paths["md"].read_text()
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_options_are_guide_configs():
+    assert step.option_config("bf16").speed.autocast == "bf16"
+    assert step.option_config("micro_batch=1+grad_checkpoint").micro_batch == 1
+    assert step.option_config("ours") == step.option_config("ours") and step.option_config("ours").micro_batch == "auto"
+    with pytest.raises(ValueError, match="unknown option 'fp8'"):
+        step.option_config("fp8")
+
+
+def test_step_variants_see_the_same_cameras_and_latents():
+    """One timed step each of ours and the reference: same draws, so (fresh G_u, same weights) the same loss."""
+    world = build_world("tiny", "cpu", "standin")
+    variants = step.time_variants(world, [step.REFERENCE, "ours"], steps=1, warmup=0)
+    summary = step.summarize(variants)
+    assert set(summary) == {"reference", "ours"} and summary["reference"]["speedup_vs_reference"] == 1.0
+    assert all(len(v["times_s"]) == 1 and v["median_s"] > 0 for v in summary.values())
+    assert variants[1].micro_batch == 5 and variants[0].micro_batch is None
+
+
+@pytest.mark.slow
+def test_bench_step_and_memory_commands(tmp_path):
+    run = _cli("step", "--out", str(tmp_path), "--steps", "1", "--options", "ours,micro_batch=1")
+    assert run.returncode == 0, run.stderr
+    record = json.loads((tmp_path / "step.json").read_text())
+    assert set(record["variants"]) == {"reference", "ours", "micro_batch=1"} and record["profile"]["total"] > 0
+    assert {"mapping", "backbone", "renderer", "SR", "LPIPS", "ID net", "backward", "optimiser"} <= set(record["profile"])
+    run = _cli("memory", "--out", str(tmp_path), "--options", "ours,micro_batch=1")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert [r["micro_batch"] for r in rows] == [5, 1] and all(r["peak_rss_gib"] > 0 for r in rows)
+    assert all((tmp_path / f"{n}.png").is_file() for n in ("step", "memory"))
+
+
+@pytest.mark.slow
+def test_bench_throughput_then_scaling(tmp_path):
+    run = _cli("throughput", "--out", str(tmp_path), "--actors", "1", "--identities", "1", "--iterations", "1",
+               "--num-cpus", "2")
+    assert run.returncode == 0, run.stderr
+    (one,) = json.loads((tmp_path / "throughput.json").read_text())["runs"]
+    assert one["ok"] == 1 and 0 <= one["engine_overhead"] < 1 and one["iterations"] == 1
+    assert {"source", "unlearning", "metrics", "artifacts"} == set(one["stage_s_mean"])
+    run = _cli("scaling", "--out", str(tmp_path), "--gpus", "1,2", "--nodes", "1")
+    assert run.returncode == 0, run.stderr
+    grid = json.loads((tmp_path / "scaling.json").read_text())["grid"]
+    assert [g["gpus"] for g in grid] == [1, 2]
+    assert grid[1]["identities_per_hour"] == pytest.approx(2 * grid[0]["identities_per_hour"], abs=0.02)
+
+
+def test_scaling_without_a_throughput_run_is_a_clear_error(tmp_path):
+    run = _cli("scaling", "--out", str(tmp_path))
+    assert run.returncode == 2 and "throughput.json" in run.stderr and "bench throughput" in run.stderr

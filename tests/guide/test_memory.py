@@ -1,0 +1,66 @@
+"""micro_batch 'auto': the chunk size from free memory and the per-latent cost table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from guide_ray.config.guide import GuideConfig
+from guide_ray.guide.memory import (HEADROOM, LATENT_COST_GIB, chunk_size, host_available_bytes,
+                                    latent_cost_gib, resolve_micro_batch)
+
+
+class FakeG(torch.nn.Module):
+    def __init__(self, img_resolution: int, neural_rendering_resolution: int | None = None) -> None:
+        super().__init__()
+        self.img_resolution = img_resolution
+        if neural_rendering_resolution is not None:
+            self.neural_rendering_resolution = neural_rendering_resolution
+
+
+def test_cost_table_and_extrapolation():
+    assert latent_cost_gib(FakeG(512, 128)) == LATENT_COST_GIB[(512, 128)] == 3.6
+    assert latent_cost_gib(FakeG(128, 32)) == pytest.approx(3.6 / 16)        # by output pixels
+    assert latent_cost_gib(FakeG(1024)) == pytest.approx(3.6 * 4)
+
+
+def test_2d_generators_and_unknown_ones():
+    decoder = torch.nn.Module()
+    decoder.size = 256
+    sg2 = torch.nn.Module()
+    sg2.decoder = decoder
+    assert latent_cost_gib(sg2) == pytest.approx(3.6 / 4)
+    with pytest.raises(ValueError, match="set guide.micro_batch to a number"):
+        latent_cost_gib(torch.nn.Linear(1, 1))
+
+
+def test_chunk_size_fits_the_headroom_and_stays_in_range():
+    assert chunk_size(5, free_gib=100.0, latent_gib=3.6) == 5
+    assert chunk_size(5, free_gib=12.0, latent_gib=3.6) == int(HEADROOM * 12 / 3.6) == 2
+    assert chunk_size(5, free_gib=1.0, latent_gib=3.6) == 1                   # never below one latent
+
+
+def test_resolve_records_the_choice():
+    G = FakeG(512, 128)
+    auto = resolve_micro_batch(GuideConfig(), G, torch.device("cpu"), free_gib=12.0)
+    assert (auto.micro_batch, auto.batch, auto.source) == (2, 5, "auto")
+    assert auto.record() == {"micro_batch": 2, "batch": 5, "source": "auto", "free_gib": 12.0, "latent_gib": 3.6}
+    fixed = resolve_micro_batch(GuideConfig(micro_batch=8, n_adj=1), G, torch.device("cpu"))
+    assert (fixed.micro_batch, fixed.batch, fixed.source, fixed.free_gib) == (4, 4, "config", None)
+    measured = resolve_micro_batch(GuideConfig(), FakeG(128, 32), torch.device("cpu"))
+    assert 1 <= measured.micro_batch <= 5 and measured.free_gib > 0
+
+
+def test_config_refuses_a_zero_or_unknown_micro_batch():
+    for bad in (0, "max"):
+        with pytest.raises(ValueError, match="micro_batch"):
+            GuideConfig(micro_batch=bad)
+
+
+def test_host_memory_from_meminfo(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       1000 kB\nMemAvailable:    512 kB\n")
+    assert host_available_bytes(meminfo) == 512 * 1024
+    meminfo.write_text("MemTotal:       1000 kB\n")
+    with pytest.raises(RuntimeError, match="MemAvailable"):
+        host_available_bytes(meminfo)
