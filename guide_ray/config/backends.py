@@ -32,6 +32,9 @@ class BackendInfo:
     loss_files: tuple[str, ...] = ()        # LPIPS-VGG trunk + IR-SE50 of GUIDE's losses (none for stand-ins)
     # photo inversion methods, the first the default, each with the files it reads beyond the above
     inverters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # `guide-ray verify` may calibrate its match threshold on this backend's population of distinct
+    # identities (GeneratorBackend.calibration_latents); False: the user must give a threshold
+    calibrates: bool = False
 
     @property
     def default_inversion(self) -> str:
@@ -43,14 +46,14 @@ _LOSS_FILES = ("model_ir_se50.pth", "vgg16-397923af.pth")
 BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo("tiny", "guide_ray.backends.eg3d", "3d",
                 "embedded CPU-sized EG3D (untrained, seeded) with stand-in loss and metric networks",
-                stand_in=True, inverters={"projection": ()}),
+                stand_in=True, inverters={"projection": ()}, calibrates=True),
     BackendInfo("eg3d-ffhq512-128", "guide_ray.backends.eg3d", "3d",
                 "the released EG3D FFHQ 512² (neural rendering 128), GUIDE's generator",
                 stand_in=False, generator_files=("ffhqrebalanced512-128.pkl",), loss_files=_LOSS_FILES,
                 inverters={"goae": ("encoder_FFHQ.pt",), "projection": ()}),
     BackendInfo("stylegan2-tiny", "guide_ray.backends.stylegan2", "2d",
                 "embedded CPU-sized StyleGAN2 + pSp encoder (untrained, seeded) with stand-in networks",
-                stand_in=True, inverters={"psp": ()}),
+                stand_in=True, inverters={"psp": ()}, calibrates=True),
     BackendInfo("stylegan2-ffhq1024", "guide_ray.backends.stylegan2", "2d",
                 "StyleGAN2 FFHQ 1024² + pSp encoder from psp_ffhq_encode.pt (GUIDE-SG2, paper appendix A.7)",
                 stand_in=False, generator_files=("psp_ffhq_encode.pt",), loss_files=_LOSS_FILES,
