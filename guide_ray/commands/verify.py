@@ -15,7 +15,7 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder (the output_dir of `guide-ray run`)")
-    parser.add_argument("--identity", action="append", default=[], metavar="ID",
+    parser.add_argument("--identity", action="append", default=[], metavar="IDENTITY",
                         help="verify only this identity (repeatable; default: every identity of the run)")
     parser.add_argument("--threshold", type=float,
                         help="match threshold on the ID cosine (needed for real networks; default: calibrated at "
