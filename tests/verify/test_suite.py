@@ -86,3 +86,23 @@ def test_a_user_threshold_decides_the_verdict(tmp_path: Path) -> None:
     torch.save(strict.backend.unlearned_state(strict.G_s), weights)
     out = strict.verify(_item(), weights, tmp_path / "out")
     assert out.forgotten and out.relearn_steps is None                      # nothing scores above 1
+
+
+def _photo(path: Path, seed: int) -> str:
+    from PIL import Image
+
+    pixels = torch.randint(0, 256, (256, 256, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    Image.fromarray(pixels.numpy()).save(path)
+    return str(path)
+
+
+def test_photo_identities_are_attacked_on_every_photo(verifier: Verifier, tmp_path: Path) -> None:
+    item = WorkItem(identity_id="me", scenario="custom", backend="tiny", source=_photo(tmp_path / "a.png", 1),
+                    other_images=(_photo(tmp_path / "b.png", 2),), seed=3, variant="guide", guide=GuideConfig(),
+                    run_key="k" * 16)
+    weights = tmp_path / "G_u.pt"
+    torch.save(verifier.backend.unlearned_state(verifier.G_s), weights)
+    out = Verifier.verify(_with(verifier, **FEWER_ATTACKS), item, weights, tmp_path / "out")
+    assert out.others_attack in ("same-latent@other0", "encoder@other0")
+    assert out.others_worst == pytest.approx(1.0, abs=1e-6)                  # G_u = G_s: its own inversion matches
+    assert not out.forgotten and out.id_worst >= out.same_latent
