@@ -12,7 +12,6 @@ caller seeds; no files, no Ray.
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +25,6 @@ from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.metrics.identity import IdMetric
 from guide_ray.models.nets.base import LossNets, identity_loss
 from guide_ray.utils.images import dequantize, quantize_like_png
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from guide_ray.backends import get_backend
 from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.config.verify import VerifySpec
 from guide_ray.guide.generator import UnlearnableGenerator
+from guide_ray.guide.inversion import Inverter
 from guide_ray.metrics.identity import id_metric_for
 from guide_ray.models import weights as weight_registry
 from guide_ray.models.nets.factory import build_loss_nets
@@ -126,7 +127,7 @@ class Verifier:
         photo = self.backend.load_photo(Path(item.source)).to(self.device)
         return self._inverter(self.G_s, item.seed).invert(photo).detach(), photo
 
-    def _inverter(self, G: UnlearnableGenerator, seed: int):  # noqa: ANN202 (guide_ray.guide.inversion.Inverter)
+    def _inverter(self, G: UnlearnableGenerator, seed: int) -> Inverter:
         return self.backend.inverter(G, self.nets, self.job.model.inversion, self.weights_dir, self.device, seed)
 
     def _at_output(self, target: Tensor, w_u: Tensor, c: Tensor | None) -> Tensor:
