@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "process a job's manifest on a Ray cluster (local by default)",
     "tune": "search GUIDE's hyperparameters with Ray Tune on a fixed validation set of identities",
     "submit": "submit a job to a remote Ray cluster as a Ray job",
+    "verify": "attack each unlearned identity of a run (re-inversion, pose sweep, re-learning); map collateral",
     "report": "aggregate a run's per-identity results into summary tables and an HTML page",
     "manifest": "create a Parquet manifest of identities",
     "weights": "list the pretrained files a backend needs: found / missing / wrong hash",

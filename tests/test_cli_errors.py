@@ -93,3 +93,40 @@ def test_weights_exit_status_says_whether_the_backend_can_run(tmp_path: Path) ->
     assert proc.returncode == 1 and "vgg16-397923af.pth (wrong-hash)" in proc.stdout
     proc = _cli("weights", str(empty), "--backend", "eg3d")
     assert proc.returncode == 2 and "unknown backend 'eg3d'" in _error_line(proc, "weights")
+
+
+def _planned_run(tmp_path: Path, backend: str = "tiny") -> Path:
+    """A run folder as `guide-ray run` leaves it before any identity finished (no Ray needed)."""
+    from guide_ray.config.job import JobSpec
+    from guide_ray.engine.run import RunOptions, plan, write_run_records
+    from guide_ray.store.ownership import adopt
+
+    job = JobSpec.model_validate({"name": "t", "manifest": {"generate": "random", "n": 2},
+                                  "output_dir": str(tmp_path / "run"), "model": {"backend": backend}})
+    adopt(job.run_dir)
+    write_run_records(job, plan(job, RunOptions()))
+    return job.run_dir
+
+
+def test_verify_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "holiday.jpg").write_bytes(b"x")
+    proc = _cli("verify", str(tmp_path), "--no-progress", timeout=DEADLINE_S)
+    assert proc.returncode == 2
+    assert "is not a guide-ray run folder (no .guide-ray-run marker)" in _error_line(proc, "verify")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.jpg"]   # nothing written there
+
+
+def test_verify_names_an_unknown_identity(tmp_path: Path) -> None:
+    run_dir = _planned_run(tmp_path)
+    proc = _cli("verify", str(run_dir), "--identity", "random-0000", "--identity", "nobody", "--no-progress",
+                timeout=DEADLINE_S)
+    assert proc.returncode == 2
+    line = _error_line(proc, "verify")
+    assert "unknown identity 'nobody': not in the manifest of" in line and "random-0000" in line
+    assert not (run_dir / "verify").exists()
+
+
+def test_verify_refuses_a_bad_threshold(tmp_path: Path) -> None:
+    proc = _cli("verify", str(_planned_run(tmp_path)), "--threshold", "1.5", "--no-progress", timeout=DEADLINE_S)
+    assert proc.returncode == 2
+    assert "verify settings: threshold" in _error_line(proc, "verify")

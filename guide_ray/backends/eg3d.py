@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from guide_ray.backends import GeneratorBackend, SampleRender, Views, cpu_state
+from guide_ray.backends import GeneratorBackend, SampleRender, Views, cpu_state, load_state
 from guide_ray.config.guide import CameraConfig
 from guide_ray.config.job import InversionSpec
 from guide_ray.guide.inversion import GoaeInverter, Inverter, ProjectionInverter, load_face_image
@@ -73,6 +73,16 @@ class EG3DBackend(GeneratorBackend):
 
     def unlearned_state(self, G_u: TriPlaneGenerator) -> dict[str, Tensor]:
         return cpu_state(G_u.backbone.synthesis)
+
+    def load_unlearned(self, G_s: TriPlaneGenerator, state: dict[str, Tensor]) -> TriPlaneGenerator:
+        return load_state(G_s, lambda G: G.backbone.synthesis, state)
+
+    # FFHQ-trained EG3D covers poses from profile to profile; the sweep goes that far, not GUIDE's ±pi/12
+    yaw_limit = math.pi / 2
+
+    def view_camera(self, camera: CameraConfig, yaw: Tensor, pitch_offset: Tensor) -> Tensor:
+        polar = (math.pi / 2 + pitch_offset).reshape(-1, 1)                       # [B, 1]
+        return yaw_pitch_cameras(yaw, polar, camera.look_at_point, camera.radius, camera.fov_deg)
 
 
 @torch.no_grad()

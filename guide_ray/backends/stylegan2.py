@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from guide_ray.backends import GeneratorBackend, SampleRender, Views, cpu_state
+from guide_ray.backends import GeneratorBackend, SampleRender, Views, cpu_state, load_state
 from guide_ray.config.guide import CameraConfig
 from guide_ray.config.job import InversionSpec
 from guide_ray.errors import BadImage
@@ -91,6 +91,9 @@ class StyleGAN2Backend(GeneratorBackend):
 
     def unlearned_state(self, G_u: GuideStyleGAN2) -> dict[str, Tensor]:
         return cpu_state(G_u.decoder, tuple(f"{m}." for m in SYNTHESIS_MODULES))
+
+    def load_unlearned(self, G_s: GuideStyleGAN2, state: dict[str, Tensor]) -> GuideStyleGAN2:
+        return load_state(G_s, lambda G: G.decoder, state)
 
 
 class PspInverter:

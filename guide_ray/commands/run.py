@@ -15,7 +15,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from guide_ray.config.job import JobSpec
+    from guide_ray.engine.run import RunOptions
     from guide_ray.engine.scheduler import Counts
+    from guide_ray.engine.verify import VerifySummary
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +70,24 @@ def main(args: argparse.Namespace) -> int:
         return 0
     with TqdmProgress(enabled=not args.no_progress) as progress:
         summary = run_job(job, options, progress=progress)
+    verified = _verify_after(job, options)
     report = write_report(job.run_dir)
     print(report.markdown)
     print(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} already done, "
           f"{summary.invalid_rows} invalid manifest rows. Report: {report.html}")
-    return 0 if summary.clean else 1
+    if verified is not None:
+        print(f"verify: {verified.ok} verified, {verified.failed} failed, {verified.skipped} already verified")
+    return 0 if summary.clean and (verified is None or verified.failed == 0) else 1
+
+
+def _verify_after(job: JobSpec, options: RunOptions) -> VerifySummary | None:
+    """The job option `verify:`: attack every identity the run finished, on the same cluster settings."""
+    if job.verify is None:
+        return None
+    from guide_ray.engine.verify import VerifyOptions, verify_run
+
+    return verify_run(job.run_dir, VerifyOptions(address=options.address, num_cpus=options.num_cpus,
+                                                 num_gpus=options.num_gpus))
 
 
 class TqdmProgress:

@@ -36,6 +36,9 @@ class BackendInfo:
     loss_files: tuple[str, ...] = ()        # LPIPS-VGG trunk + IR-SE50 of GUIDE's losses (none for stand-ins)
     # photo inversion methods, the first the default, each with the files it reads beyond the above
     inverters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # `guide-ray verify` may calibrate its match threshold on this backend's population of distinct
+    # identities (GeneratorBackend.calibration_latents); False: the user must give a threshold
+    calibrates: bool = False
 
     @property
     def stand_in(self) -> bool:
@@ -58,17 +61,17 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo("world", "guide_ray.backends.world", "3d",
                 "the synthetic face world shipped with the package: an EG3D distilled from a procedural face "
                 "renderer, with identity, perceptual and FID networks trained on its renders (docs/world.md)",
-                nets="world", inverters={"projection": ()}),
+                nets="world", inverters={"projection": ()}, calibrates=True),
     BackendInfo("tiny", "guide_ray.backends.eg3d", "3d",
                 "embedded CPU-sized EG3D (untrained, seeded) with stand-in loss and metric networks",
-                nets="stand-in", inverters={"projection": ()}),
+                nets="stand-in", inverters={"projection": ()}, calibrates=True),
     BackendInfo("eg3d-ffhq512-128", "guide_ray.backends.eg3d", "3d",
                 "the released EG3D FFHQ 512² (neural rendering 128), GUIDE's generator",
                 nets="real", generator_files=("ffhqrebalanced512-128.pkl",), loss_files=_LOSS_FILES,
                 inverters={"goae": ("encoder_FFHQ.pt",), "projection": ()}),
     BackendInfo("stylegan2-tiny", "guide_ray.backends.stylegan2", "2d",
                 "embedded CPU-sized StyleGAN2 + pSp encoder (untrained, seeded) with stand-in networks",
-                nets="stand-in", inverters={"psp": ()}),
+                nets="stand-in", inverters={"psp": ()}, calibrates=True),
     BackendInfo("stylegan2-ffhq1024", "guide_ray.backends.stylegan2", "2d",
                 "StyleGAN2 FFHQ 1024² + pSp encoder from psp_ffhq_encode.pt (GUIDE-SG2, paper appendix A.7)",
                 nets="real", generator_files=("psp_ffhq_encode.pt",), loss_files=_LOSS_FILES,

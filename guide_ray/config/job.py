@@ -22,6 +22,7 @@ from guide_ray.config.guide import GuideConfig, apply_overrides
 from guide_ray.config.manifest import ManifestRow, Scenario, resolve_media
 from guide_ray.config.metrics import DEFAULT_METRICS, METRIC_NAMES, METRICS
 from guide_ray.config.variants import apply_variant
+from guide_ray.config.verify import VerifySpec
 from guide_ray.errors import ConfigError
 
 Metric = Literal[METRIC_NAMES]  # type: ignore[valid-type]  # the registry's names, validated by pydantic
@@ -147,6 +148,9 @@ class JobSpec(StrictModel):
     limit: int | None = Field(None, ge=1, description="process only the first N valid manifest rows")
     prefetch: int = Field(0, ge=0, le=4, description="extra items queued on each actor beyond the running one")
     item_timeout_s: float | None = Field(None, gt=0, description="kill and retry an identity running longer")
+    verify: VerifySpec | None = Field(
+        None, description="run `guide-ray verify` (attack suite + collateral map, docs/verify.md) after unlearning, "
+        "with these settings; None = only on demand")
 
     @field_validator("metrics")
     @classmethod

@@ -23,7 +23,8 @@ Direction = Literal["lower", "higher"]
 #   samples       generated samples of both generators (fid.num_samples each)
 #   perceptual    the perceptual network of GUIDE's loss (LPIPS; every run loads it already)
 #   probes        paired renders of both generators on a fixed seeded probe set (the job's `lpips_drift:`)
-Need = Literal["id_network", "fid_extractor", "real_stats", "photos", "samples", "perceptual", "probes"]
+#   attacks       the unlearned generator's artifact, attacked by `guide-ray verify` (RUN/verify/ rows)
+Need = Literal["id_network", "fid_extractor", "real_stats", "photos", "samples", "perceptual", "probes", "attacks"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,43 @@ LPIPS_DRIFT = MetricSpec(
     "fixed probe latents (lpips_drift: num_probes, seed): a cheap damage proxy; not in the paper")
 
 METRICS: tuple[MetricSpec, ...] = (ID, ID_OTHERS, FID_PRE, DELTA_FID_REAL, LPIPS_DRIFT)
+
+# Per-identity figures of `guide-ray verify` (columns of RUN/verify/<id>.parquet, not of result rows;
+# a job does not list them under `metrics:`, it sets `verify:`). The reducer adds them to the tables
+# when a run has verify rows.
+_ATTACKS = frozenset({"id_network", "attacks"})
+ID_WORST = MetricSpec(
+    "ID_worst", "ID_worst", "lower", 4, _ATTACKS,
+    "highest ID similarity any attack (re-inversion, pose sweep) gets out of G_u (worst case; >= ID)")
+FORGOTTEN_RATE = MetricSpec(
+    "forgotten_rate", "forgotten", "higher", 2, _ATTACKS,
+    "share of verified identities whose ID_worst stays at or below the match threshold")
+RELEARN_STEPS = MetricSpec(
+    "relearn_steps", "relearn steps", "higher", 0, _ATTACKS,
+    "PTI-style fine-tuning steps after which ID exceeds the threshold again (more = harder to re-learn)")
+COLLATERAL_DRIFT = MetricSpec(
+    "collateral_drift", "collateral drift", "lower", 4, _ATTACKS,
+    "mean ID drift (1 - cos before/after) of a fixed seeded probe population of other identities")
+COLLATERAL_SLOPE = MetricSpec(
+    "collateral_slope_emb", "collateral slope", "lower", 4, _ATTACKS,
+    "slope of probe drift on embedding distance to the forgotten identity (negative = damage stays local)")
+DIVERSITY_RATIO = MetricSpec(
+    "diversity_ratio", "diversity ratio", "higher", 3, _ATTACKS,
+    "spread of G_u's probe renders over G_s's (1 = unchanged, < 1 = collapse towards one template)")
+VERIFY_METRICS: tuple[MetricSpec, ...] = (ID_WORST, FORGOTTEN_RATE, RELEARN_STEPS, COLLATERAL_DRIFT,
+                                          COLLATERAL_SLOPE, DIVERSITY_RATIO)
+
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 METRIC_NAMES: tuple[str, ...] = tuple(BY_NAME)
 DEFAULT_METRICS: tuple[str, ...] = (ID.name, ID_OTHERS.name)
 
 
 def metric(name: str) -> MetricSpec:
-    """The spec of `name`; ValueError with a did-you-mean otherwise."""
-    if name not in BY_NAME:
-        raise ValueError(f"unknown metric {name!r}{did_you_mean(name, METRIC_NAMES)}; choose from {', '.join(METRIC_NAMES)}")
-    return BY_NAME[name]
+    """The spec of `name` (a result or a verify metric); ValueError with a did-you-mean otherwise."""
+    known = {**BY_NAME, **{m.name: m for m in VERIFY_METRICS}}
+    if name not in known:
+        raise ValueError(f"unknown metric {name!r}{did_you_mean(name, tuple(known))}; choose from {', '.join(known)}")
+    return known[name]
 
 
 def needing(need: Need, names: tuple[str, ...] | list[str]) -> list[MetricSpec]:

@@ -1,4 +1,4 @@
-"""The one `ray.remote` in the package: IdentityWorker as a long-lived, restartable GPU actor.
+"""The one `ray.remote` in the package: IdentityWorker (and VerifyWorker) as a long-lived, restartable GPU actor.
 
 Each actor reserves `resources.gpus_per_actor` GPUs (a fraction lets several identities share
 one device) and `cpus_per_actor` CPUs. Ray restarts a crashed actor up to MAX_RESTARTS times
@@ -17,6 +17,8 @@ import ray
 from ray.actor import ActorHandle
 
 from guide_ray.config.job import JobSpec, WorkItem
+from guide_ray.config.verify import VerifySpec
+from guide_ray.engine.verify_worker import VerifierFactory, VerifyItem, VerifyWorker
 from guide_ray.engine.worker import IdentityWorker, PipelineFactory, Placement
 from guide_ray.utils.device import pick_device
 
@@ -41,12 +43,21 @@ class ActorWorker(IdentityWorker):
     """IdentityWorker inside a Ray actor: finds its node, GPUs and device, and logs to a file."""
 
     def __init__(self, job: JobSpec, job_key: str, name: str, pipeline_factory: PipelineFactory | None) -> None:
-        ctx = ray.get_runtime_context()
-        gpu_ids = tuple(str(g) for g in ctx.get_accelerator_ids()["GPU"])
-        placement = Placement(worker=name, node=ctx.get_node_id(), device=pick_device(job.device, gpu_ids),
-                              gpu_ids=gpu_ids)
-        _log_to_file(job, name)
-        super().__init__(job, job_key, placement, pipeline_factory)
+        super().__init__(job, job_key, _placement(job, name), pipeline_factory)
+
+
+class ActorVerifyWorker(VerifyWorker):
+    """VerifyWorker inside a Ray actor (same placement and logging as ActorWorker)."""
+
+    def __init__(self, job: JobSpec, spec: VerifySpec, name: str, factory: VerifierFactory | None) -> None:
+        super().__init__(job, spec, _placement(job, name), factory)
+
+
+def _placement(job: JobSpec, name: str) -> Placement:
+    ctx = ray.get_runtime_context()
+    gpu_ids = tuple(str(g) for g in ctx.get_accelerator_ids()["GPU"])
+    _log_to_file(job, name)
+    return Placement(worker=name, node=ctx.get_node_id(), device=pick_device(job.device, gpu_ids), gpu_ids=gpu_ids)
 
 
 def _log_to_file(job: JobSpec, name: str) -> None:
@@ -61,14 +72,22 @@ def _log_to_file(job: JobSpec, name: str) -> None:
 
 def start_worker(job: JobSpec, job_key: str, name: str, pipeline_factory: PipelineFactory | None = None) -> ActorSlot:
     """Create one named worker actor (creation is asynchronous; call `submit_ready` to wait)."""
-    cls = ray.remote(ActorWorker).options(
+    return ActorSlot(name=name, handle=_actor_class(ActorWorker, job, name).remote(job, job_key, name, pipeline_factory))
+
+
+def start_verify_worker(job: JobSpec, spec: VerifySpec, name: str, factory: VerifierFactory | None = None) -> ActorSlot:
+    """Create one named verify actor; the driver uses it through the same submit_* calls."""
+    return ActorSlot(name=name, handle=_actor_class(ActorVerifyWorker, job, name).remote(job, spec, name, factory))
+
+
+def _actor_class(cls: type, job: JobSpec, name: str):  # noqa: ANN202 (a Ray actor class)
+    return ray.remote(cls).options(
         name=name,
         num_gpus=job.resources.gpus_per_actor,
         num_cpus=job.resources.cpus_per_actor,
         max_restarts=MAX_RESTARTS,
         max_task_retries=0,
     )
-    return ActorSlot(name=name, handle=cls.remote(job, job_key, name, pipeline_factory))
 
 
 def submit_ready(slot: ActorSlot) -> ray.ObjectRef:
@@ -81,8 +100,8 @@ def submit_prepare(slot: ActorSlot) -> ray.ObjectRef:
     return slot.handle.prepare.remote()
 
 
-def submit_process(slot: ActorSlot, item: WorkItem) -> ray.ObjectRef:
-    """Send one identity; resolves to its ResultRow (or raises RayActorError if the actor dies)."""
+def submit_process(slot: ActorSlot, item: WorkItem | VerifyItem) -> ray.ObjectRef:
+    """Send one identity; resolves to its ResultRow / VerifyRow (or raises RayActorError if the actor dies)."""
     return slot.handle.process.remote(item)
 
 

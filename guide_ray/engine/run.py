@@ -171,10 +171,7 @@ def resolve_manifest(job: JobSpec) -> Path:
 def plan(job: JobSpec, options: RunOptions) -> Plan:
     """Items to run and rows to keep; raises ConfigError on stale rows unless `replace_stale`,
     WeightsMissing/WeightsInvalid when a weight file the job reads is absent or corrupt."""
-    read = read_manifest(resolve_manifest(job))
-    wkey = weights_key(job.model, job.metrics, {row.scenario for _, row in read.rows}, job.fid)
-    result = Plan(job_key=job_key(job, wkey.core, __version__), weights=wkey, errors=list(read.errors))
-    items = _build_items(job, read, result)
+    result, items = keyed_items(job)
     limit = options.limit or job.limit
     items = items[:limit] if limit else items
     done = results.committed(job.run_dir)
@@ -195,6 +192,15 @@ def plan(job: JobSpec, options: RunOptions) -> Plan:
             "output_dir, or pass --replace-stale to move those rows to superseded/ and recompute them"
         )
     return result
+
+
+def keyed_items(job: JobSpec) -> tuple[Plan, list[WorkItem]]:
+    """Every valid manifest row as its WorkItem with its run_key, and an empty plan holding the keys
+    and the rejected rows (`guide-ray verify` rebuilds a run's items with it)."""
+    read = read_manifest(resolve_manifest(job))
+    wkey = weights_key(job.model, job.metrics, {row.scenario for _, row in read.rows}, job.fid)
+    result = Plan(job_key=job_key(job, wkey.core, __version__), weights=wkey, errors=list(read.errors))
+    return result, _build_items(job, read, result)
 
 
 def _build_items(job: JobSpec, read: ManifestRead, result: Plan) -> list[WorkItem]:

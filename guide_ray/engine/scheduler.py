@@ -14,6 +14,11 @@ items in flight per actor, `ray.wait(num_returns=1)` so a slow identity never bl
 * After an actor error the slot gets no work until a `ready()` probe answers (Ray restarted it);
   a probe that fails means the actor is gone for good, and a fresh one replaces it, within a budget.
 * `commit` is called exactly once per identity, from this loop only (the single writer).
+
+The loop is shared by `guide-ray run` (WorkItem → ResultRow) and `guide-ray verify` (VerifyItem →
+VerifyRow): it needs of an item only its `identity_id`, of a row its `identity_id`, `status`,
+`error` and `attempts`, and builds the driver's own failed rows with `failed` (worker.failed_row
+by default).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from guide_ray.config.job import JobSpec, WorkItem
 from guide_ray.engine.actors import ActorSlot, interrupt_worker, stop_worker, submit_process, submit_ready
-from guide_ray.engine.worker import describe_exception, failed_row
+from guide_ray.engine.worker import FailedRow, describe_exception, failed_row
 from guide_ray.errors import GuideRayError
 from guide_ray.store.schema import ResultRow
 from guide_ray.utils.text import escape
@@ -91,8 +96,10 @@ class Scheduler:
         commit: Callable[[ResultRow], None],
         spawn: Callable[[int], ActorSlot],
         progress: Progress | None = None,
+        failed: FailedRow = failed_row,
     ) -> None:
         self.job, self.job_key = job, job_key
+        self.failed = failed
         self.healthy = list(slots)
         self.commit, self.spawn, self.progress = commit, spawn, progress
         self.replacements_left = 2 * len(slots)
@@ -168,7 +175,7 @@ class Scheduler:
             self.todo.append((flight.item, flight.attempt + 1))
             self.counts.retried += 1
             return
-        row = ResultRow.model_validate({**row.model_dump(), "attempts": flight.attempt})
+        row = type(row).model_validate({**row.model_dump(), "attempts": flight.attempt})
         self.commit(row)
         if row.status == "ok":
             self.counts.ok += 1
@@ -178,8 +185,8 @@ class Scheduler:
 
     def _driver_row(self, flight: _Flight, error: str) -> ResultRow:
         assert flight.item is not None
-        return failed_row(flight.item, error, time.monotonic() - flight.submitted,
-                          placement=flight.slot.describe(), job_key=self.job_key)
+        return self.failed(flight.item, error, time.monotonic() - flight.submitted,
+                           placement=flight.slot.describe(), job_key=self.job_key)
 
     def _probe(self, slot: ActorSlot) -> None:
         """Take `slot` out of rotation until its `ready()` answers."""

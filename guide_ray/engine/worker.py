@@ -52,6 +52,8 @@ class PipelineLike(Protocol):
 
 
 PipelineFactory = Callable[[JobSpec, str], PipelineLike]
+# (item, error, seconds, *, placement, job_key) → the driver's failed row for an item (see failed_row)
+FailedRow = Callable[..., object]
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 from guide_ray.config.backends import BACKEND_NAMES
+from guide_ray.config.metrics import FORGOTTEN_RATE, RELEARN_STEPS, VERIFY_METRICS
 from guide_ray.config.metrics import METRICS as METRIC_SPECS
 from guide_ray.store.results import iter_rows, read_manifest_errors
 from guide_ray.store.schema import ResultRow
+from guide_ray.store.verify import VerifyRow, load_verify_rows
 
 # (row column, table header, decimals), in registry order: the paper's Table 1 columns
 METRICS = tuple((m.column, m.header, m.decimals) for m in METRIC_SPECS)
 SCENARIO_ORDER = ("random", "ffhq", "celebahq", "world_in_domain", "world_ood", "custom")  # Random, InD, OOD, …
 VARIANT_ORDER = ("baseline", "extrapolated", "extrapolated+adj", "guide")  # the paper's rows, top to bottom
 STAND_IN_MARK = "†"
+# the verify figures the tables add when a run has verify rows (guide-ray verify)
+VERIFY_COLUMNS = tuple((m.column, m.header, m.decimals) for m in VERIFY_METRICS)
+GROUP = ["backend", "scenario", "variant"]
 SUMMARY_COLUMNS = (
     ["backend", "scenario", "variant"]
     + [f"{m}_{stat}" for m, _, _ in METRICS for stat in ("mean", "std", "n")]
@@ -77,18 +82,57 @@ def format_cell(mean: float, std: float, decimals: int) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
+def summarize_verify(rows: Iterable[VerifyRow]) -> pd.DataFrame:
+    """Verify rows → one row per (backend, scenario, variant): mean/std/n of each verify figure over ok
+    rows; forgotten_rate = share of `forgotten` verdicts; relearn_steps over the identities that
+    were re-learned, with `relearn_not_within` counting those that were not within the budget."""
+    frame = pd.DataFrame.from_records([r.model_dump() for r in rows], columns=list(VerifyRow.model_fields))
+    out = []
+    for keys, group in frame.groupby(GROUP, sort=False):
+        ok = group[group["status"] == "ok"]
+        record: dict[str, object] = dict(zip(GROUP, keys, strict=True))
+        ok = ok.assign(**{FORGOTTEN_RATE.column: (ok["verdict"] == "forgotten").astype(float)})
+        for column, _, _ in VERIFY_COLUMNS:
+            values = pd.to_numeric(ok[column], errors="raise").dropna()
+            record |= {f"{column}_mean": values.mean(), f"{column}_std": values.std(ddof=1), f"{column}_n": len(values)}
+        record[f"{FORGOTTEN_RATE.column}_std"] = float("nan")    # a rate, not a spread over identities
+        record |= {"relearn_not_within": int(ok[RELEARN_STEPS.column].isna().sum()), "verified": len(ok),
+                   "verify_failed": int((group["status"] == "failed").sum())}
+        out.append(record)
+    return pd.DataFrame.from_records(out)
+
+
+def with_verify(summary: pd.DataFrame, verify: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the verify columns joined on (backend, scenario, variant); unchanged without any."""
+    if verify.empty:
+        return summary
+    return summary.merge(verify, on=GROUP, how="left")
+
+
+def _verify_cell(r: pd.Series, column: str, decimals: int) -> str:
+    cell = format_cell(r[f"{column}_mean"], r[f"{column}_std"], decimals)
+    if column == RELEARN_STEPS.column and r["relearn_not_within"] and not math.isnan(r["relearn_not_within"]):
+        cell += f" ({int(r['relearn_not_within'])} not within budget)"
+    return cell
+
+
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human table (strings): Backend | Scenario | Method | ID ↓ | … | min/identity | ok | failed."""
+    """The human table (strings): Backend | Scenario | Method | ID ↓ | … | min/identity | ok | failed,
+    with the verify columns after the metrics when the summary has them."""
+    verified = "verified" in summary.columns
     records = []
     for _, r in summary.iterrows():
         method = r["variant"] + (f" {STAND_IN_MARK}" if r["stand_in"] else "")
         rec = {"Backend": r["backend"], "Scenario": r["scenario"], "Method": method}
         for metric, header, decimals in METRICS:
             rec[header] = format_cell(r[f"{metric}_mean"], r[f"{metric}_std"], decimals)
+        for column, header, decimals in VERIFY_COLUMNS if verified else ():
+            rec[header] = _verify_cell(r, column, decimals)
         rec["min/identity"] = format_cell(r["minutes_mean"], r["minutes_std"], 1)
         rec |= {"ok": int(r["ok"]), "failed": int(r["failed"])}
         records.append(rec)
-    headers = ["Backend", "Scenario", "Method", *(h for _, h, _ in METRICS), "min/identity", "ok", "failed"]
+    extra = [h for _, h, _ in VERIFY_COLUMNS] if verified else []
+    headers = ["Backend", "Scenario", "Method", *(h for _, h, _ in METRICS), *extra, "min/identity", "ok", "failed"]
     return pd.DataFrame.from_records(records, columns=headers)
 
 
@@ -106,9 +150,13 @@ def to_markdown(summary: pd.DataFrame, invalid_rows: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(run_dir: Path, rows: Iterable[ResultRow] | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Summarize `rows` (default: every committed row of `run_dir`) into RUN/tables/summary.{parquet,csv,md}."""
+def write_tables(run_dir: Path, rows: Iterable[ResultRow] | None = None,
+                 verify_rows: Iterable[VerifyRow] | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Summarize `rows` (default: every committed row of `run_dir`) and the verify rows (default: the
+    run's) into RUN/tables/summary.{parquet,csv,md}."""
     summary = summarize(rows_frame(iter_rows(run_dir) if rows is None else rows))
+    verify = summarize_verify(load_verify_rows(run_dir) if verify_rows is None else verify_rows)
+    summary = with_verify(summary, verify)
     folder = run_dir / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"summary.{ext}" for ext in ("parquet", "csv", "md")}
