@@ -1,4 +1,4 @@
-"""The `world` backend: the synthetic face world shipped in the package (docs/world.md).
+"""The `world` backend: the trained synthetic face world (docs/world.md).
 
 G_s is the trained `world` TriPlaneGenerator, an EG3D distilled from the procedural renderer, so
 everything camera-related is EG3D's (GUIDE's yaw sweep, frontal-camera mapping, projection
@@ -25,7 +25,7 @@ from guide_ray.utils.seeding import derive_seed
 from guide_ray.world.nuisance import canonical_nuisance
 from guide_ray.world.population import z_to_identity
 from guide_ray.world.renderer import render as render_world
-from guide_ray.world.shipped import load_world_generator
+from guide_ray.world.shipped import load_world_generator, world_source
 
 RENDERER_ID = "world-renderer"     # the "generator" of real images in a StatsKey
 
@@ -41,8 +41,8 @@ class _Renderer(nn.Module):
 
 class WorldBackend(EG3DBackend):
     def load_generator(self, weights_dir: Path, device: torch.device) -> TriPlaneGenerator:
-        """The shipped, hash-checked world generator; `weights_dir` is not read."""
-        return load_world_generator().to(device)
+        """The trained world's generator, hash-checked (`<weights_dir>/world/`, else the shipped one)."""
+        return load_world_generator(world_source(weights_dir)).to(device)
 
     def real_stats(self, G_s: TriPlaneGenerator, extractor: FeatureExtractor, spec: FidSpec, camera: CameraConfig,
                    device: torch.device, cache_dir: Path) -> FidStats:

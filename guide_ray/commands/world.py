@@ -43,6 +43,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     evaluate = actions.add_parser("evaluate", help="measure the shipped world: identity TAR, generator fidelity, "
                                   "inversion (JSON + Markdown + PNG)")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.add_argument("--weights", help="weights folder holding the trained world in world/ (default "
+                          "$GUIDE_RAY_WEIGHTS or ./weights; else the world shipped with guide_ray)")
     evaluate.add_argument("--identities", type=_positive, default=200, help="held-out identities for TAR (default 200)")
     evaluate.add_argument("--latents", type=_positive, default=50, help="latents for generator fidelity (default 50)")
     evaluate.add_argument("--inversions", type=int, default=6, help="photos to invert (0 = skip; default 6)")
@@ -54,9 +56,11 @@ def main(args: argparse.Namespace) -> int:
     from guide_ray.errors import ConfigError
 
     if args.world_command == "evaluate":
+        from guide_ray.models.weights import resolve_weights_dir
         from guide_ray.world.quality import write_report
+        from guide_ray.world.shipped import world_source
 
-        write_report(args.out, args.identities, args.latents, args.inversions, args.inversion_steps)
+        write_report(world_source(resolve_weights_dir(args.weights)), args.out, args.identities, args.latents, args.inversions, args.inversion_steps)
         print((args.out / "world_quality.md").read_text(), end="")
         return 0
     if args.world_command == "sample":

@@ -47,7 +47,7 @@ class BackendInfo:
 
     @property
     def embedded(self) -> bool:
-        """Reads nothing from the weights folder (stand-ins, or the shipped synthetic world)."""
+        """Needs none of the released files (stand-ins, or the synthetic world, trained here)."""
         return self.nets != "real"
 
     @property
@@ -59,8 +59,8 @@ _LOSS_FILES = ("model_ir_se50.pth", "vgg16-397923af.pth")
 
 BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo("world", "guide_ray.backends.world", "3d",
-                "the synthetic face world shipped with the package: an EG3D distilled from a procedural face "
-                "renderer, with identity, perceptual and FID networks trained on its renders (docs/world.md)",
+                "the synthetic face world: an EG3D distilled from a procedural face renderer, with identity, "
+                "perceptual and FID networks trained on its renders (`guide-ray world train`; docs/world.md)",
                 nets="world", inverters={"projection": ()}, calibrates=True),
     BackendInfo("tiny", "guide_ray.backends.eg3d", "3d",
                 "embedded CPU-sized EG3D (untrained, seeded) with stand-in loss and metric networks",

@@ -30,7 +30,7 @@ from guide_ray.world.nuisance import canonical_nuisance, cameras  # noqa: E402
 from guide_ray.world.photos import identity_photos  # noqa: E402
 from guide_ray.world.population import sample_identities, z_to_identity  # noqa: E402
 from guide_ray.world.renderer import render  # noqa: E402
-from guide_ray.world.shipped import load_identity_net, load_world_generator  # noqa: E402
+from guide_ray.world.shipped import WorldSource, load_identity_net, load_world_generator  # noqa: E402
 
 HELDOUT_SEED = 9_100_000     # not a training seed: identities the networks never saw
 YAWS = (-0.6, -0.45, -0.2618, 0.0, 0.2618, 0.45, 0.6)
@@ -43,10 +43,10 @@ def _stats(x: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def identity_quality(n: int, seed: int = HELDOUT_SEED) -> dict:
+def identity_quality(source: WorldSource, n: int, seed: int = HELDOUT_SEED) -> dict:
     out = {}
     for role in ("id_loss", "id_metric"):
-        net = load_identity_net(role)
+        net = load_identity_net(role, source)
         ids = sample_identities(n, make_rng(seed, "heldout"))
         same, different = verification_scores(net, ids, make_rng(seed, f"photos:{role}"))
         out[role] = {"same": _stats(same), "different": _stats(different),
@@ -57,8 +57,8 @@ def identity_quality(n: int, seed: int = HELDOUT_SEED) -> dict:
 
 
 @torch.no_grad()
-def generator_quality(n: int, seed: int = HELDOUT_SEED) -> dict:
-    G, net = load_world_generator(), load_identity_net("id_metric")
+def generator_quality(source: WorldSource, n: int, seed: int = HELDOUT_SEED) -> dict:
+    G, net = load_world_generator(source), load_identity_net("id_metric", source)
     z = torch.randn(n, G.z_dim, generator=make_rng(seed, "fidelity"))
     yaws = torch.tensor(YAWS)
     fidelity = generator_fidelity(G, net, z, yaws)                                 # [n, Y]
@@ -72,8 +72,8 @@ def generator_quality(n: int, seed: int = HELDOUT_SEED) -> dict:
             "renderer_vs_own_frontal": ceiling.mean(0).tolist(), "n": n}
 
 
-def inversion_quality(n: int, steps: int, seed: int = HELDOUT_SEED) -> dict:
-    G, loss_net, metric = load_world_generator(), load_identity_net("id_loss"), load_identity_net("id_metric")
+def inversion_quality(source: WorldSource, n: int, steps: int, seed: int = HELDOUT_SEED) -> dict:
+    G, loss_net, metric = load_world_generator(source), load_identity_net("id_loss", source), load_identity_net("id_metric", source)
     sims = []
     for i, identity in enumerate(sample_identities(n, make_rng(seed, "inversion"))):
         photo = identity_photos(identity, 1, make_rng(seed, f"inversion:{i}"))          # [1, 3, 256, 256]
@@ -85,11 +85,11 @@ def inversion_quality(n: int, steps: int, seed: int = HELDOUT_SEED) -> dict:
     return {"steps": steps, "photo_vs_inversion": _stats(torch.tensor(sims)), "values": sims}
 
 
-def write_report(out: Path, n_ids: int, n_gen: int, n_inv: int, inversion_steps: int) -> dict:
+def write_report(source: WorldSource, out: Path, n_ids: int, n_gen: int, n_inv: int, inversion_steps: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    ident = identity_quality(n_ids)
-    gen = generator_quality(n_gen)
-    inv = inversion_quality(n_inv, inversion_steps) if n_inv else None
+    ident = identity_quality(source, n_ids)
+    gen = generator_quality(source, n_gen)
+    inv = inversion_quality(source, n_inv, inversion_steps) if n_inv else None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, role in zip(axes, ("id_loss", "id_metric")):
         same, different = ident[role].pop("_scores")
@@ -103,7 +103,8 @@ def write_report(out: Path, n_ids: int, n_gen: int, n_inv: int, inversion_steps:
     with atomic_file(out / "identity_cosines.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    report = {"identity": ident, "generator": gen, "inversion": inv, "heldout_seed": HELDOUT_SEED}
+    report = {"identity": ident, "generator": gen, "inversion": inv, "heldout_seed": HELDOUT_SEED,
+              "world": str(source.folder), "origin": source.origin}
     with atomic_file(out / "world_quality.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_file(out / "world_quality.md") as tmp:

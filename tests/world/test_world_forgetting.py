@@ -18,26 +18,26 @@ from guide_ray.pipeline import unlearn_copy
 from guide_ray.utils.seeding import make_rng
 from guide_ray.world.evaluate import tar_at_far, verification_scores
 from guide_ray.world.population import sample_identities
-from guide_ray.world.shipped import load_identity_net
+from guide_ray.world.shipped import load_identity_net, world_source
 
-ITERATIONS, LR = 100, 1e-3          # the world's quickstart settings (jobs/quickstart.yaml)
+ITERATIONS, LR = 100, 1e-3          # the world table jobs' settings (jobs/world-*.yaml)
 
 
 @pytest.mark.slow
-def test_guide_forgets_one_world_identity_and_keeps_another() -> None:
-    torch.set_num_threads(2)
-    same, different = verification_scores(load_identity_net("id_metric"), sample_identities(40, make_rng(5, "ids")),
-                                          make_rng(5, "photos"))
+def test_guide_forgets_one_world_identity_and_keeps_another(trained_world) -> None:
+    source = world_source(trained_world)
+    same, different = verification_scores(load_identity_net("id_metric", source),
+                                          sample_identities(40, make_rng(5, "ids")), make_rng(5, "photos"))
     _, threshold = tar_at_far(same, different, far=1e-2)
     assert threshold < float(same.mean())                       # the two distributions are apart
     backend = get_backend("world")
-    G_s = backend.load_generator(None, torch.device("cpu"))
-    nets = build_loss_nets("world", None, "cpu")
+    G_s = backend.load_generator(trained_world, torch.device("cpu"))
+    nets = build_loss_nets("world", trained_world, "cpu")
     cfg = GuideConfig(iterations=ITERATIONS, lr=LR)
     w_u = backend.source_latent(G_s, 3, cfg.camera)
     w_other = backend.source_latent(G_s, 4, cfg.camera)
     G_u, _ = unlearn_copy(G_s, w_u, cfg, nets, seed=3)
-    metric, views = id_metric_for("world", None, "cpu"), backend.id_views(cfg.camera, N_VIEWS)
+    metric, views = id_metric_for("world", trained_world, "cpu"), backend.id_views(cfg.camera, N_VIEWS)
     forgotten = id_score(G_s, G_u, w_u, metric, views).similarity
     kept = id_score(G_s, G_u, w_other, metric, views).similarity
     assert forgotten < threshold < kept, (forgotten, threshold, kept)

@@ -2,7 +2,7 @@
 
 Stand-in backends (`tiny`, `stylegan2-tiny`; guide_ray.config.backends) get the labelled CPU
 stand-ins and read no file; the `world` backend gets the networks trained in the synthetic world
-(shipped in the package, hash-checked; guide_ray/world/nets.py); the real backends get the real
+(from `<weights_dir>/world/` or the package, hash-checked: guide_ray/world/shipped.py); the real backends get the real
 networks. Nothing falls back silently: a real backend with a
 missing or corrupt file raises WeightsMissing / WeightsInvalid naming the file. Hashes are
 checked through `guide_ray.models.weights` wherever one is published. Must not import ray.
@@ -33,8 +33,8 @@ def build_loss_nets(backend: str, weights_dir: Path | str, device: torch.device 
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
     if nets == "world":
         from guide_ray.world.nets import WorldIdentity, WorldPerceptual
-        from guide_ray.world.shipped import load_identity_net
-        id_loss = load_identity_net("id_loss").to(device)
+        from guide_ray.world.shipped import load_identity_net, world_source
+        id_loss = load_identity_net("id_loss", world_source(weights_dir)).to(device)
         return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))
     perceptual = LpipsVGG(weight_registry.resolve_file(weight_registry.VGG16.name, weights_dir)).to(device)
     identity = IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
@@ -59,8 +59,8 @@ def build_id_metric(
         return StandInIdentity().to(device)
     if nets == "world":
         from guide_ray.world.nets import WorldIdentity
-        from guide_ray.world.shipped import load_identity_net
-        return WorldIdentity(load_identity_net("id_metric").to(device), "id_metric")
+        from guide_ray.world.shipped import load_identity_net, world_source
+        return WorldIdentity(load_identity_net("id_metric", world_source(weights_dir)).to(device), "id_metric")
     if kind == "curricularface":
         path = weight_registry.resolve_file(weight_registry.CURRICULARFACE.name, weights_dir)
         return CurricularFaceIdentity.from_file(path, crop=crop).to(device)
@@ -80,8 +80,8 @@ def build_fid_extractor(backend: str, weights_dir: Path | str, device: torch.dev
         return StandInFeatures().to(device)
     if nets == "world":
         from guide_ray.world.nets import WorldFidFeatures
-        from guide_ray.world.shipped import load_identity_net
-        return WorldFidFeatures(load_identity_net("id_metric").to(device))
+        from guide_ray.world.shipped import load_identity_net, world_source
+        return WorldFidFeatures(load_identity_net("id_metric", world_source(weights_dir)).to(device))
     file = weight_registry.FID_EXTRACTOR_FILES[kind]
     path = weight_registry.resolve_file(file.name, weights_dir)      # verified; re-checked (cached) before loading
     if kind == "pytorch-fid":

@@ -1,0 +1,35 @@
+"""A world trained for a few steps (seconds), in the layout `guide-ray world train` writes, so the
+`world` backend's loading and wiring are tested without the 45-minute training; and the path of a
+fully trained world when the machine has one ($GUIDE_RAY_WEIGHTS/world), for the quality tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guide_ray.models.weights import resolve_weights_dir
+from guide_ray.world.shipped import MANIFEST_FILE, WORLD_SUBDIR
+from guide_ray.world.train import StageConfig, WorldTrainConfig, train_world
+
+
+@pytest.fixture(scope="session")
+def mini_world(tmp_path_factory) -> Path:
+    """A weights folder whose world/ holds a few-step world (not a trained one: wiring only)."""
+    weights = tmp_path_factory.mktemp("weights")
+    cfg = WorldTrainConfig(num_identities=8, id_resolution=32, checkpoint_every=50,
+                           id_loss=StageConfig(steps=2, batch=4, lr=2e-3, seed=11),
+                           id_metric=StageConfig(steps=2, batch=4, lr=2e-3, seed=12),
+                           generator=StageConfig(steps=2, batch=2, lr=2e-3, seed=13))
+    train_world(weights / WORLD_SUBDIR, cfg, progress=False)
+    return weights
+
+
+@pytest.fixture(scope="session")
+def trained_world() -> Path:
+    """$GUIDE_RAY_WEIGHTS (or ./weights) when its world/ holds a trained world; else skipped, saying so."""
+    weights = resolve_weights_dir()
+    if not (weights / WORLD_SUBDIR / MANIFEST_FILE).is_file():
+        pytest.skip(f"no trained world in {weights / WORLD_SUBDIR} (train it: guide-ray world train --out "
+                    f"{weights / WORLD_SUBDIR}); this version ships none")
+    return weights
