@@ -71,8 +71,8 @@ timeout -k 10 150 "${BENCH[@]}" concurrent --preset $PRESET --device $DEVICE --n
   --out "$OUT/concurrent" || echo "concurrency benchmark failed or timed out"
 
 stage "the real engine with fractional-GPU actors (tiny backend, 2 identities per actor)"
-GPUS_PER_ACTOR=0.25; ACTORS=1,4; IDS=8
-[ "$SMOKE" = 1 ] && { GPUS_PER_ACTOR=0; ACTORS=1; IDS=1; }
+GPUS_PER_ACTOR=0.25; ACTORS=1,4; IDS=8; ENGINE_LIMIT=120
+[ "$SMOKE" = 1 ] && { GPUS_PER_ACTOR=0; ACTORS=1; IDS=1; ENGINE_LIMIT=300; }
 cat > "$OUT/engine-job.yaml" <<YAML
 # written by benchmarks/gpu_check.sh: the quickstart on $DEVICE with fractional-GPU actors
 name: gpu-check
@@ -87,7 +87,7 @@ device: $DEVICE
 resources: {gpus_per_actor: $GPUS_PER_ACTOR, cpus_per_actor: 1}
 max_attempts: 1
 YAML
-timeout -k 10 90 "${BENCH[@]}" throughput --job "$OUT/engine-job.yaml" --actors $ACTORS --identities $IDS \
+timeout -k 10 $ENGINE_LIMIT "${BENCH[@]}" throughput --job "$OUT/engine-job.yaml" --actors $ACTORS --identities $IDS \
   --out "$OUT/engine" || echo "engine benchmark failed or timed out"
 
 stage "summary"

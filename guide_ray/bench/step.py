@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from guide_ray.bench.world import StepWorld
-from guide_ray.config.guide import GuideConfig, SpeedConfig
+from guide_ray.config.guide import GuideConfig
 from guide_ray.guide.fast import compiled_synthesis, cuda_flags, grad_checkpointing, to_channels_last
 from guide_ray.guide.losses import guide_losses
 from guide_ray.guide.memory import resolve_micro_batch

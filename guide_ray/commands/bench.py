@@ -1,5 +1,7 @@
-"""`guide-ray bench step|memory|throughput|scaling --out DIR`: measure, and write NAME.json, NAME.md
-and NAME.png into DIR (benchmarks/RESULTS.md explains each table and the commands behind it)."""
+"""`guide-ray bench step|memory|throughput|scaling|concurrent --out DIR`: NAME.json, .md and .png in DIR.
+
+benchmarks/RESULTS.md explains each table and the commands behind it.
+"""
 
 from __future__ import annotations
 
