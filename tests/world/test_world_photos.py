@@ -26,7 +26,7 @@ def test_manifest_world_writes_photos_and_rows(tmp_path: Path) -> None:
     source = tmp_path / rows[0].source
     pixels = np.asarray(Image.open(source), dtype=np.float64)
     assert pixels.shape == (256, 256, 3)
-    assert pixels.mean() == pytest.approx(GOLDEN_SOURCE_MEAN, abs=1e-6)
+    assert pixels.mean() == pytest.approx(GOLDEN_SOURCE_MEAN, abs=1e-3)   # a few pixels may round differently
     other = np.asarray(Image.open(tmp_path / rows[0].other_images[0]), dtype=np.float64)
     assert np.abs(other - pixels).mean() > 5          # another camera, light and expression
 
@@ -44,7 +44,7 @@ def test_generated_world_manifest_is_the_same_every_time(tmp_path: Path) -> None
     assert next((tmp_path / "run" / "photos" / "in_domain").rglob("00.png")).read_bytes() == photo
 
 
-GOLDEN_SOURCE_MEAN = float("nan")
+GOLDEN_SOURCE_MEAN = 146.43898  # mean 8-bit value of world-ood-0000/00.png (seed 4)
 
 
 def test_world_backend_end_to_end_on_a_photo_identity(mini_world: Path, tmp_path: Path) -> None:
