@@ -52,8 +52,9 @@ class Scorer:
         return self.embed((views or self.views)(G_s, w))
 
     def per_view(self, ref: Tensor, G: UnlearnableGenerator, w: Tensor, views: Views | None = None) -> Tensor:
-        """cos(ref[v], f(G(w, v))) for each view → [V]."""
-        return (ref * self.embed((views or self.views)(G, w))).sum(dim=1)
+        """cos(ref[v], f(G(w, v))) for each view → [V], clamped to [-1, 1]: float rounding must not
+        lift an identical render above a user threshold of 1."""
+        return (ref * self.embed((views or self.views)(G, w))).sum(dim=1).clamp(-1.0, 1.0)
 
     def score(self, ref: Tensor, G: UnlearnableGenerator, w: Tensor) -> float:
         return float(self.per_view(ref, G, w).mean())
