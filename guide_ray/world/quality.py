@@ -14,23 +14,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from guide_ray.guide.inversion import ProjectionInverter, goae_frontal_camera  # noqa: E402
-from guide_ray.utils.files import atomic_file  # noqa: E402
-from guide_ray.utils.seeding import make_rng  # noqa: E402
-from guide_ray.world.evaluate import generator_fidelity, tar_at_far, verification_scores  # noqa: E402
-from guide_ray.world.nets import WorldPerceptual  # noqa: E402
-from guide_ray.world.nuisance import canonical_nuisance, cameras  # noqa: E402
-from guide_ray.world.photos import identity_photos  # noqa: E402
-from guide_ray.world.population import sample_identities, z_to_identity  # noqa: E402
-from guide_ray.world.renderer import render  # noqa: E402
-from guide_ray.world.shipped import WorldSource, load_identity_net, load_world_generator  # noqa: E402
+from guide_ray.guide.inversion import ProjectionInverter, goae_frontal_camera
+from guide_ray.utils.files import atomic_file
+from guide_ray.utils.seeding import make_rng
+from guide_ray.world.evaluate import generator_fidelity, tar_at_far, verification_scores
+from guide_ray.world.nets import WorldPerceptual
+from guide_ray.world.nuisance import canonical_nuisance, cameras
+from guide_ray.world.photos import identity_photos
+from guide_ray.world.population import sample_identities, z_to_identity
+from guide_ray.world.renderer import render
+from guide_ray.world.shipped import WorldSource, load_identity_net, load_world_generator
 
 HELDOUT_SEED = 9_100_000     # not a training seed: identities the networks never saw
 YAWS = (-0.6, -0.45, -0.2618, 0.0, 0.2618, 0.45, 0.6)
@@ -86,6 +82,12 @@ def inversion_quality(source: WorldSource, n: int, steps: int, seed: int = HELDO
 
 
 def write_report(source: WorldSource, out: Path, n_ids: int, n_gen: int, n_inv: int, inversion_steps: int) -> dict:
+    """world_quality.{json,md} and identity_cosines.png (same / different histograms) in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     out.mkdir(parents=True, exist_ok=True)
     ident = identity_quality(source, n_ids)
     gen = generator_quality(source, n_gen)

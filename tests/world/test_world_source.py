@@ -72,3 +72,19 @@ def test_identity_network_separates_identities_far_better_than_views(metric_scor
     # two photos of one identity (other camera, light, expression) vs two identities
     assert float(same.mean()) > float(different.mean()) + 0.5
     assert float(torch.quantile(same, 0.1)) > float(torch.quantile(different, 0.9))
+
+
+def test_quality_report_files_and_fields(mini_world: Path, tmp_path: Path) -> None:
+    """`guide-ray world evaluate`'s report on a few-step world: the files, and figures within their ranges."""
+    from guide_ray.world.quality import write_report
+
+    report = write_report(shipped.world_source(mini_world), tmp_path, n_ids=4, n_gen=2, n_inv=1, inversion_steps=1)
+    assert {p.name for p in tmp_path.iterdir()} == {"world_quality.json", "world_quality.md", "identity_cosines.png"}
+    saved = json.loads((tmp_path / "world_quality.json").read_text())
+    assert saved["origin"] == "trained" and saved["identity"]["id_metric"]["different"]["n"] == 12
+    assert 0 <= saved["identity"]["id_loss"]["far_0.01"]["tar"] <= 1
+    assert len(saved["generator"]["generator_vs_renderer"]) == len(saved["generator"]["yaws"])
+    assert saved["generator"]["renderer_vs_own_frontal"][saved["generator"]["yaws"].index(0.0)] == pytest.approx(1.0)
+    assert saved["inversion"]["photo_vs_inversion"]["n"] == 1
+    assert "TAR @ FAR 1e-2" in (tmp_path / "world_quality.md").read_text()
+    assert report["identity"]["id_loss"]["same"]["n"] == 4
