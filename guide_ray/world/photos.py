@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from guide_ray.errors import ConfigError
-from guide_ray.utils.files import atomic_file
 from guide_ray.utils.seeding import make_rng
 from guide_ray.world.nuisance import canonical_nuisance, cameras, sample_nuisance
 from guide_ray.world.population import DOMAINS, sample_identities
 from guide_ray.world.renderer import render
+from guide_ray.world.sample import write_grid
 
 PHOTO_SIZE = 256
 OTHER_YAW, OTHER_PITCH = 0.3, 0.1
@@ -38,12 +36,6 @@ def identity_photos(identity: torch.Tensor, photos: int, rng: torch.Generator) -
     return render(identity.expand(photos, -1), cameras(yaw, pitch), nuisance, PHOTO_SIZE)
 
 
-def _save_png(image: torch.Tensor, path: Path) -> None:
-    pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    with atomic_file(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
-
-
 def write_photo_folders(root: Path, domain: str, n: int, photos: int, seed: int) -> list[Path]:
     """`n` identities of `domain`, one sub-folder of `photos` PNGs each (00.png = source); the folders."""
     if domain not in DOMAINS:
@@ -57,6 +49,6 @@ def write_photo_folders(root: Path, domain: str, n: int, photos: int, seed: int)
         folder.mkdir(parents=True, exist_ok=True)
         images = identity_photos(identity, photos, make_rng(seed, f"photos:{domain}:{i}"))
         for k, image in enumerate(images):
-            _save_png(image, folder / f"{k:02d}.png")
+            write_grid(image[None, None], folder / f"{k:02d}.png")   # a 1 × 1 grid: one PNG
         folders.append(folder)
     return folders
