@@ -3,7 +3,10 @@
 Same module tree and parameter names as `tiny` (guide_ray/models/eg3d/presets.py), smaller where
 the CPU time goes: 32² tri-planes, channel_max 32, 10 + 8 depth samples, a 32² neural rendering and
 the 2× SR head to 128² with at most 16 channels. The mapping network is conditioned on the frontal
-camera (as GUIDE's loop does), so z alone fixes the identity and the camera only moves the view.
+camera (as GUIDE's loop does), so z alone fixes the identity and the camera only moves the view,
+and it learns at the synthesis network's rate (lr_multiplier 1, an official MappingNetwork
+argument; EG3D's default 0.01 left z's identity barely readable after the same number of steps:
+held-out surface-colour error 0.0107 after 4000 3D-supervision steps at 0.01, 0.0069 after 1500 at 1).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from guide_ray.models.eg3d.triplane import TriPlaneGenerator
 WORLD = {
     **TINY,
     "plane_resolution": 32, "channel_base": 512, "channel_max": 32,
+    "mapping_kwargs": {**TINY["mapping_kwargs"], "lr_multiplier": 1.0},
     "sr_kwargs": {"channel_base": 256, "channel_max": 16, "fused_modconv_default": "inference_only"},
     "rendering_kwargs": {**TINY["rendering_kwargs"], "depth_resolution": 10, "depth_resolution_importance": 8},
 }

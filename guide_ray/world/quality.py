@@ -4,8 +4,10 @@ Identity networks: cosine of two random photos (random camera, light, expression
 held-out identities (a population seed never used in training) vs every pair of different
 identities; TAR at FAR = 1e-2 and 1e-3 and the thresholds. Generator fidelity: the `id_metric`
 cosine between the generator's and the renderer's image of the same latent at the same camera,
-per yaw; and the same-identity cosine of the renderer at that yaw against its own frontal view,
-the ceiling the generator can reach. Inversion: projection of frontal photos into G_s and the ID
+per yaw; the same-identity cosine of the renderer at that yaw against its own frontal view (the
+ceiling the generator can reach) and of the generator against its own frontal view; and the cosine
+between the generator's frontal images of different latents (GUIDE's ID metric compares the
+generator with itself, so these two say whether forgetting is measurable in this world). Inversion: projection of frontal photos into G_s and the ID
 cosine of the reconstruction to the photo.
 """
 
@@ -21,6 +23,7 @@ from guide_ray.guide.inversion import ProjectionInverter, goae_frontal_camera
 from guide_ray.utils.files import atomic_file
 from guide_ray.utils.seeding import make_rng
 from guide_ray.world.evaluate import generator_fidelity, tar_at_far, verification_scores
+from guide_ray.world.generator import generate
 from guide_ray.world.nets import WorldPerceptual
 from guide_ray.world.nuisance import canonical_nuisance, cameras
 from guide_ray.world.photos import identity_photos
@@ -63,9 +66,15 @@ def generator_quality(source: WorldSource, n: int, seed: int = HELDOUT_SEED) -> 
     emb = net(real).view(n, len(YAWS), -1)
     frontal = YAWS.index(0.0)
     ceiling = (emb * emb[:, frontal:frontal + 1]).sum(-1)                            # [n, Y]
+    fake = net(generate(G, z.repeat_interleave(len(YAWS), 0), cameras(yaws.repeat(n)),
+                        generator=torch.Generator().manual_seed(0))["image"]).view(n, len(YAWS), -1)
+    own = (fake * fake[:, frontal:frontal + 1]).sum(-1)                              # [n, Y]
+    others = fake[:, frontal] @ fake[:, frontal].T
     return {"yaws": list(YAWS), "generator_vs_renderer": fidelity.mean(0).tolist(),
             "generator_vs_renderer_std": fidelity.std(0).tolist(),
-            "renderer_vs_own_frontal": ceiling.mean(0).tolist(), "n": n}
+            "renderer_vs_own_frontal": ceiling.mean(0).tolist(),
+            "generator_vs_own_frontal": own.mean(0).tolist(),
+            "generator_different_latents": _stats(others[~torch.eye(n, dtype=torch.bool)]), "n": n}
 
 
 def inversion_quality(source: WorldSource, n: int, steps: int, seed: int = HELDOUT_SEED) -> dict:
@@ -127,7 +136,11 @@ def markdown(r: dict) -> str:
               "| yaw | " + " | ".join(f"{y:+.2f}" for y in g["yaws"]) + " |",
               "|---|" + "---|" * len(g["yaws"]),
               "| generator vs renderer, same camera | " + " | ".join(f"{v:.3f}" for v in g["generator_vs_renderer"]) + " |",
-              "| renderer vs its own frontal view | " + " | ".join(f"{v:.3f}" for v in g["renderer_vs_own_frontal"]) + " |"]
+              "| renderer vs its own frontal view | " + " | ".join(f"{v:.3f}" for v in g["renderer_vs_own_frontal"]) + " |",
+              "| generator vs its own frontal view | " + " | ".join(f"{v:.3f}" for v in g["generator_vs_own_frontal"]) + " |",
+              "", f"Generator, different latents at the frontal view: cosine "
+              f"{g['generator_different_latents']['mean']:.3f} ± {g['generator_different_latents']['std']:.3f} "
+              f"(n {g['generator_different_latents']['n']}): how far apart the generator's own identities are."]
     if r["inversion"]:
         inv = r["inversion"]["photo_vs_inversion"]
         lines += ["", f"Inversion (projection, {r['inversion']['steps']} steps, {inv['n']} frontal photos): "

@@ -162,22 +162,36 @@ def _shade(nuisance: Tensor, normals: Tensor, albedo: Tensor) -> Tensor:
     return albedo * (ambient + intensity * lambert)[..., None]
 
 
-def render(identity: Tensor, cameras: Tensor, nuisance: Tensor, resolution: int = 64,
-           supersample: int = 2) -> Tensor:
-    """Identities [B, P], camera labels [B, 25], nuisance [B, 6] → images [B, 3, R, R] in [-1, 1]."""
+def surface(identity: Tensor, cameras: Tensor, nuisance: Tensor, resolution: int) -> tuple[Tensor, ...]:
+    """Per-pixel ray hits: origins, directions [B, N, 3], hit distance t [B, N] (NO_HIT where the
+    ray misses the head) and the shaded colour [B, N, 3] there (N = resolution², row-major; bright
+    light can take it a little above 1: `render` clamps after filtering).
+
+    What the image is made of, exposed so the generator can be supervised in 3D (world/supervision.py).
+    """
     b = identity.shape[0]
     if cameras.shape != (b, 25) or nuisance.shape != (b, len(NUISANCE)):
         raise ValueError(f"expected cameras [{b}, 25] and nuisance [{b}, {len(NUISANCE)}], "
                          f"got {list(cameras.shape)} and {list(nuisance.shape)}")
-    size = resolution * supersample
-    origins, dirs = RaySampler()(cameras[:, :16].view(-1, 4, 4), cameras[:, 16:].view(-1, 3, 3), size)
+    origins, dirs = RaySampler()(cameras[:, :16].view(-1, 4, 4), cameras[:, 16:].view(-1, 3, 3), resolution)
     t, index, centre, radius = _hits(identity, origins, dirs)
     x = origins + t.clamp_max(10)[..., None] * dirs
     normals = F.normalize((x - centre) / radius**2, dim=-1)
     colour = _shade(nuisance, normals, _albedo(identity, nuisance, x, index, centre, radius))
-    rows = torch.linspace(0, 1, size).repeat_interleave(size)[None, :, None]
-    background = torch.tensor(BACKGROUND_TOP) * (1 - rows) + torch.tensor(BACKGROUND_BOTTOM) * rows
-    image = torch.where((t < NO_HIT)[..., None], colour, background.expand_as(colour))
+    return origins, dirs, t, colour
+
+
+def background(rows: Tensor) -> Tensor:
+    """The backdrop's colour [..., 3] at image rows given as a fraction of the height (0 = top)."""
+    return torch.tensor(BACKGROUND_TOP) * (1 - rows[..., None]) + torch.tensor(BACKGROUND_BOTTOM) * rows[..., None]
+
+
+def render(identity: Tensor, cameras: Tensor, nuisance: Tensor, resolution: int = 64,
+           supersample: int = 2) -> Tensor:
+    """Identities [B, P], camera labels [B, 25], nuisance [B, 6] → images [B, 3, R, R] in [-1, 1]."""
+    b, size = identity.shape[0], resolution * supersample
+    _, _, t, colour = surface(identity, cameras, nuisance, size)
+    rows = torch.linspace(0, 1, size).repeat_interleave(size)[None]
+    image = torch.where((t < NO_HIT)[..., None], colour, background(rows).expand_as(colour))
     image = image.permute(0, 2, 1).reshape(b, 3, size, size)
     return F.avg_pool2d(image, supersample).clamp(0, 1) * 2 - 1
-

@@ -1,14 +1,19 @@
 """`guide-ray world train`: every network of the world from fixed seeds, resumable, in stages.
 
-Stages run in order (id_loss, generator, id_metric: the generator's perceptual term needs only
-id_loss, so its result can be looked at before id_metric trains) and each ends in plain
-state_dict files in the output folder:
+Stages run in order (id_loss, generator_3d, generator, id_metric: the generator needs only
+id_loss, so its result can be looked at before id_metric trains) and each ends in a plain
+state_dict file in the output folder:
   id_loss, id_metric  the identity network twice (different init and batch seeds), CosFace over
                       `num_identities` in-domain identities rendered under random camera, light and
                       expression;
-  generator           the `world` TriPlaneGenerator distilled from the renderer: z ↦ identity by
-                      the fixed map, random camera, canonical light; L2 on the 128² image and the
-                      32² raw image plus `perceptual_weight` × the id_loss trunk distance.
+  generator_3d        the `world` TriPlaneGenerator's backbone and decoder taught the heads in 3D
+                      (world/supervision.py: occupancy and colour at points along the renderer's
+                      rays; no volume rendering, so a step is ~8x cheaper than an image step);
+  generator           from there, distilled from the renderer's images: z ↦ identity by the fixed
+                      map, random camera, canonical light; L2 on the 128² image and (× raw_weight)
+                      the 32² raw image, `perceptual_weight` × the id_loss trunk distance, and the
+                      3D losses kept on.
+generator_3d.pt is an intermediate: it is not in the manifest and not shipped.
 The LPIPS and FID features are the id_loss and id_metric trunks (guide_ray.world.idnet), so they
 need no stage of their own. Step k of a stage draws its data from derive_seed(seed, "<stage>:k"),
 so a resumed run replays exactly what an uninterrupted one does. Checkpoints (model, head,
@@ -36,12 +41,16 @@ from guide_ray.utils.files import atomic_file, file_sha256
 from guide_ray.utils.seeding import make_rng
 from guide_ray.world.generator import WORLD, build_world_generator, generate, set_w_avg
 from guide_ray.world.idnet import CosFaceHead, WorldIdentityNet, perceptual_distance
+from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.world.nuisance import canonical_nuisance, sample_cameras, sample_nuisance
 from guide_ray.world.population import PARAM_NAMES, Z_MAP_SEED, sample_identities, z_to_identity
 from guide_ray.world.renderer import render
+from guide_ray.world.supervision import point_losses
 
-STAGES = ("id_loss", "generator", "id_metric")  # the generator needs only id_loss
-FILES = {"id_loss": "id_loss.pt", "id_metric": "id_metric.pt", "generator": "generator.pt"}
+STAGES = ("id_loss", "generator_3d", "generator", "id_metric")  # the generator needs only id_loss
+FILES = {"id_loss": "id_loss.pt", "id_metric": "id_metric.pt", "generator_3d": "generator_3d.pt",
+         "generator": "generator.pt"}
+SHIPPED = ("id_loss", "generator", "id_metric")   # what the backend loads; the manifest pins these
 CONFIG_FILE, MANIFEST_FILE, CHECKPOINT_DIR = "world.json", "manifest.json", "checkpoints"
 
 
@@ -50,6 +59,7 @@ class StageConfig(StrictModel):
     batch: int = Field(ge=2)
     lr: float = Field(gt=0)
     seed: int
+    betas: tuple[float, float] = (0.9, 0.999)
 
 
 class WorldTrainConfig(StrictModel):
@@ -59,10 +69,14 @@ class WorldTrainConfig(StrictModel):
     num_identities: int = Field(default=1000, ge=2)
     id_resolution: int = Field(default=64, ge=16)
     perceptual_weight: float = Field(default=1.0, ge=0)
+    raw_weight: float = Field(default=4.0, ge=0)
+    point_rays: int = Field(default=2048, ge=1)
+    colour_weight: float = Field(default=10.0, ge=0)
     checkpoint_every: int = Field(default=100, ge=1)
     id_loss: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_100)
     id_metric: StageConfig = StageConfig(steps=2000, batch=48, lr=2e-3, seed=9_000_200)
-    generator: StageConfig = StageConfig(steps=4000, batch=4, lr=2e-3, seed=9_000_300)
+    generator_3d: StageConfig = StageConfig(steps=4000, batch=4, lr=1e-2, seed=9_000_300, betas=(0.9, 0.99))
+    generator: StageConfig = StageConfig(steps=3000, batch=4, lr=2e-3, seed=9_000_400, betas=(0.9, 0.99))
 
 
 def training_identities(cfg: WorldTrainConfig) -> torch.Tensor:
@@ -85,7 +99,7 @@ class _IdentityStage:
         self.net = _seeded(self.stage.seed, WorldIdentityNet).train()
         self.head = _seeded(self.stage.seed + 1, lambda: CosFaceHead(cfg.num_identities))
         params = [*self.net.parameters(), *self.head.parameters()]
-        self.optim = torch.optim.Adam(params, lr=self.stage.lr)
+        self.optim = torch.optim.Adam(params, lr=self.stage.lr, betas=self.stage.betas)
         self.modules = {"model": self.net, "head": self.head}
 
     def step(self, k: int) -> float:
@@ -105,33 +119,66 @@ class _IdentityStage:
         return self.net.state_dict()
 
 
-class _GeneratorStage:
-    """Distillation of the renderer into the `world` generator."""
+class _Generator3DStage:
+    """The `world` generator's tri-planes and decoder taught the heads by 3D point supervision."""
 
-    def __init__(self, cfg: WorldTrainConfig, id_loss_state: dict[str, torch.Tensor]) -> None:
-        self.cfg, self.stage = cfg, cfg.generator
-        self.G = build_world_generator(self.stage.seed).train().requires_grad_(True)
-        self.idnet = WorldIdentityNet()
-        self.idnet.load_state_dict(id_loss_state)
-        self.idnet.eval().requires_grad_(False)
-        self.optim = torch.optim.Adam(self.G.parameters(), lr=self.stage.lr, betas=(0.0, 0.99))
+    name = "generator_3d"
+
+    def __init__(self, cfg: WorldTrainConfig) -> None:
+        self.cfg, self.stage = cfg, getattr(cfg, self.name)
+        self.G = build_world_generator(cfg.generator_3d.seed).train().requires_grad_(True)
+        self.optim = torch.optim.Adam(self.G.parameters(), lr=self.stage.lr, betas=self.stage.betas)
         self.modules = {"model": self.G}
 
+    def batch(self, k: int) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+        rng = make_rng(self.stage.seed, f"{self.name}:{k}")
+        z = torch.randn(self.stage.batch, self.G.z_dim, generator=rng)
+        return rng, z, sample_cameras(self.stage.batch, rng)
+
+    def points(self, planes: torch.Tensor, z: torch.Tensor, cams: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        occupancy, colour = point_losses(self.G, planes, z_to_identity(z), cams, canonical_nuisance(z.shape[0]),
+                                         self.cfg.point_rays, rng)
+        return occupancy + self.cfg.colour_weight * colour
+
     def step(self, k: int) -> float:
-        rng = make_rng(self.stage.seed, f"generator:{k}")
-        b = self.stage.batch
-        z = torch.randn(b, self.G.z_dim, generator=rng)
-        cams = sample_cameras(b, rng)
-        with torch.no_grad():
-            target = render(z_to_identity(z), cams, canonical_nuisance(b), self.G.img_resolution, supersample=1)
-            target_raw = F.avg_pool2d(target, self.G.img_resolution // self.G.neural_rendering_resolution)
-        out = generate(self.G, z, cams, generator=rng)
-        loss = (F.mse_loss(out["image"], target) + F.mse_loss(out["image_raw"], target_raw)
-                + self.cfg.perceptual_weight * perceptual_distance(self.idnet, out["image"], target).mean())
+        rng, z, cams = self.batch(k)
+        planes = self.G.backbone.synthesis(self.G.mapping(z, frontal_camera(z.shape[0])), noise_mode="const")
+        return self._update(self.points(planes, z, cams, rng))
+
+    def _update(self, loss: torch.Tensor) -> float:
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
         return float(loss.detach())
+
+    def final_state(self) -> dict[str, torch.Tensor]:
+        return self.G.state_dict()
+
+
+class _GeneratorStage(_Generator3DStage):
+    """Image distillation of the renderer into the `world` generator, from the 3D stage's result."""
+
+    name = "generator"
+
+    def __init__(self, cfg: WorldTrainConfig, id_loss_state: dict[str, torch.Tensor],
+                 generator_3d_state: dict[str, torch.Tensor]) -> None:
+        super().__init__(cfg)
+        self.G.load_state_dict(generator_3d_state)
+        self.idnet = WorldIdentityNet()
+        self.idnet.load_state_dict(id_loss_state)
+        self.idnet.eval().requires_grad_(False)
+
+    def step(self, k: int) -> float:
+        rng, z, cams = self.batch(k)
+        with torch.no_grad():
+            target = render(z_to_identity(z), cams, canonical_nuisance(z.shape[0]), self.G.img_resolution,
+                            supersample=1)
+            target_raw = F.avg_pool2d(target, self.G.img_resolution // self.G.neural_rendering_resolution)
+        out = generate(self.G, z, cams, generator=rng)
+        loss = (F.mse_loss(out["image"], target) + self.cfg.raw_weight * F.mse_loss(out["image_raw"], target_raw)
+                + self.cfg.perceptual_weight * perceptual_distance(self.idnet, out["image"], target).mean()
+                + self.points(out["planes"], z, cams, rng))
+        return self._update(loss)
 
     def final_state(self) -> dict[str, torch.Tensor]:
         set_w_avg(self.G, self.stage.seed)
@@ -210,7 +257,7 @@ def write_manifest(out: Path, cfg: WorldTrainConfig) -> dict[str, str]:
     }
     with atomic_file(out / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
-    names = [CONFIG_FILE, *(FILES[s] for s in STAGES if (out / FILES[s]).exists())]
+    names = [CONFIG_FILE, *(FILES[s] for s in SHIPPED if (out / FILES[s]).exists())]
     manifest = {name: file_sha256(out / name) for name in names}
     with atomic_file(out / MANIFEST_FILE) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -229,8 +276,10 @@ def train_world(out: Path, cfg: WorldTrainConfig, budget: int | None = None,
         if budget is not None and budget <= 0:
             break
         if name == "generator":
-            id_loss = torch.load(out / FILES["id_loss"], map_location="cpu", weights_only=True)
-            trainer = _GeneratorStage(cfg, id_loss)
+            load = lambda stage: torch.load(out / FILES[stage], map_location="cpu", weights_only=True)  # noqa: E731
+            trainer = _GeneratorStage(cfg, load("id_loss"), load("generator_3d"))
+        elif name == "generator_3d":
+            trainer = _Generator3DStage(cfg)
         else:
             trainer = _IdentityStage(name, cfg)
         report[name] = run_stage(trainer, out, name, cfg, budget, progress)

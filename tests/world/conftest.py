@@ -19,7 +19,8 @@ def mini_world(tmp_path_factory) -> Path:
     weights = tmp_path_factory.mktemp("weights")
     cfg = WorldTrainConfig(num_identities=8, id_resolution=32, checkpoint_every=50,
                            id_loss=StageConfig(steps=2, batch=4, lr=2e-3, seed=11),
-                           id_metric=StageConfig(steps=2, batch=4, lr=2e-3, seed=12),
+                           id_metric=StageConfig(steps=2, batch=4, lr=2e-3, seed=12), point_rays=64,
+                           generator_3d=StageConfig(steps=2, batch=2, lr=1e-2, seed=14),
                            generator=StageConfig(steps=2, batch=2, lr=2e-3, seed=13))
     train_world(weights / WORLD_SUBDIR, cfg, progress=False)
     return weights

@@ -14,13 +14,13 @@ from guide_ray.utils.seeding import make_rng
 from guide_ray.world import shipped
 from guide_ray.world.evaluate import verification_scores
 from guide_ray.world.population import sample_identities
-from guide_ray.world.train import CONFIG_FILE, FILES, MANIFEST_FILE
+from guide_ray.world.train import CONFIG_FILE, FILES, MANIFEST_FILE, SHIPPED
 
 
 def test_a_trained_folder_is_read_against_its_own_manifest(mini_world: Path) -> None:
     source = shipped.world_source(mini_world)
     assert source.origin == "trained" and source.folder == mini_world / "world"
-    assert set(source.digests) == {CONFIG_FILE, *FILES.values()}
+    assert set(source.digests) == {CONFIG_FILE, *(FILES[s] for s in SHIPPED)}
     G = shipped.load_world_generator(source)
     assert not G.training and not any(p.requires_grad for p in G.parameters())
     assert shipped.world_config(source)["files"] == FILES
@@ -84,7 +84,10 @@ def test_quality_report_files_and_fields(mini_world: Path, tmp_path: Path) -> No
     assert saved["origin"] == "trained" and saved["identity"]["id_metric"]["different"]["n"] == 12
     assert 0 <= saved["identity"]["id_loss"]["far_0.01"]["tar"] <= 1
     assert len(saved["generator"]["generator_vs_renderer"]) == len(saved["generator"]["yaws"])
-    assert saved["generator"]["renderer_vs_own_frontal"][saved["generator"]["yaws"].index(0.0)] == pytest.approx(1.0)
+    frontal = saved["generator"]["yaws"].index(0.0)
+    assert saved["generator"]["renderer_vs_own_frontal"][frontal] == pytest.approx(1.0)
+    assert saved["generator"]["generator_vs_own_frontal"][frontal] == pytest.approx(1.0)
+    assert saved["generator"]["generator_different_latents"]["n"] == 2
     assert saved["inversion"]["photo_vs_inversion"]["n"] == 1
     assert "TAR @ FAR 1e-2" in (tmp_path / "world_quality.md").read_text()
     assert report["identity"]["id_loss"]["same"]["n"] == 4
