@@ -20,7 +20,7 @@ def _unlearn(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_unlearn_writes_what_a_batch_worker_writes(tmp_path: Path) -> None:
-    run = _unlearn(tmp_path / "out")
+    run = _unlearn(tmp_path / "out", "--backend", "tiny")
     assert run.returncode == 0, run.stderr
     folder = tmp_path / "out" / "artifacts" / "random-seed4"
     assert {p.name for p in folder.iterdir()} == {"metrics.json", "unlearned_synthesis.pt", "grid.png",
@@ -32,7 +32,7 @@ def test_unlearn_writes_what_a_batch_worker_writes(tmp_path: Path) -> None:
     assert record["id_views_unaligned"] is None and record["stand_in"] is True       # tiny: no MTCNN alignment
     assert set(record) == RECORD_KEYS                                                  # Pipeline.run's format
     assert "ID: " in run.stdout and "STAND-IN" in run.stdout
-    again = _unlearn(tmp_path / "out")
+    again = _unlearn(tmp_path / "out", "--backend", "tiny")
     assert again.returncode == 2 and "already holds a finished run" in again.stderr
 
 

@@ -23,9 +23,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     from guide_ray.config.backends import BACKEND_NAMES
 
     p = sub.add_parser(name, help=help_text, description=__doc__)
-    p.add_argument("--backend", "--preset", dest="backend", default="tiny", choices=BACKEND_NAMES,
-                   help="'tiny' = embedded untrained EG3D stand-in world (CPU); 'world' = the synthetic face world "
-                   "trained with `guide-ray world train` (docs/world.md); 'eg3d-ffhq512-128' = released EG3D; "
+    p.add_argument("--backend", "--preset", dest="backend", default="world", choices=BACKEND_NAMES,
+                   help="'world' (default) = the synthetic face world shipped with guide_ray (docs/world.md); "
+                   "'tiny' = embedded untrained EG3D with stand-in networks (CPU); 'eg3d-ffhq512-128' = released EG3D; "
                    "'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2 (StyleGAN2 + pSp); see "
                    "guide_ray/config/backends.py")
     p.add_argument("--seed", type=int, default=0, help="identity seed (z of w_u) and every random draw of the run")

@@ -54,10 +54,10 @@ class ModelSpec(StrictModel):
     """Which generator (and matching encoder / metric networks) the workers load."""
 
     backend: Backend = Field(
-        "tiny", description="generator backend (guide_ray.config.backends): 'tiny' = embedded CPU-sized EG3D "
-        "default (untrained stand-in); 'world' = the synthetic face world trained with `guide-ray world train` "
-        "(docs/world.md); 'eg3d-ffhq512-128' = the released EG3D; 'stylegan2-tiny' / 'stylegan2-ffhq1024' = GUIDE-SG2's "
-        "2D StyleGAN2 + pSp"
+        "world", description="generator backend (guide_ray.config.backends): 'world' = the synthetic face world "
+        "shipped with guide_ray, the embedded default (docs/world.md); 'tiny' = untrained CPU-sized EG3D with "
+        "stand-in networks (fastest, for wiring tests); 'eg3d-ffhq512-128' = the released EG3D; 'stylegan2-tiny' / "
+        "'stylegan2-ffhq1024' = GUIDE-SG2's 2D StyleGAN2 + pSp"
     )
     weights_dir: str | None = Field(
         None, description="folder of pretrained files (relative to the YAML); None = $GUIDE_RAY_WEIGHTS or ./weights"

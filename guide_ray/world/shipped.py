@@ -6,8 +6,9 @@ Two sources, in this order:
      user built them);
   2. the world shipped inside the package (guide_ray/world/weights/), checked against digests
      pinned here in code, so a changed file or a changed manifest.json is refused by name.
-This version ships no trained world yet (SHIPPED_SHA256 is empty: docs/world.md says why), so
-without a trained folder the `world` backend fails with WeightsMissing saying how to train one.
+The shipped world is the output of `guide-ray world train` with its default config (docs/world.md
+has the run and its measured quality); its manifest.json is copied beside it but not trusted.
+Without either source the `world` backend fails with WeightsMissing saying how to train one.
 Everything is read with torch.load(weights_only=True).
 """
 
@@ -27,7 +28,12 @@ from guide_ray.world.train import CONFIG_FILE, FILES, MANIFEST_FILE
 
 PACKAGED_DIR = Path(__file__).parent / "weights"
 # sha256 of each shipped file; refreshed together with the files, never one without the other.
-SHIPPED_SHA256: dict[str, str] = {}
+SHIPPED_SHA256: dict[str, str] = {
+    "generator.pt": "cbf7f5e3ce08b5625afff7d0c06cf34a6b2d92fe48461e551bda89d0d3d939c8",
+    "id_loss.pt": "84c18059a16cc1cc54c9e3aa40ab9f7bae47a2b27f926a2415df11c499c65577",
+    "id_metric.pt": "4e345397d9223583a4636b79beda03091a9ebbd60e0e9d0a1a941145942cb145",
+    "world.json": "c0b9768f88f195eac7ee28289a940e7d9fd9fe99c8e3091a3e049ef4172d9436",
+}
 WORLD_SUBDIR = "world"
 
 

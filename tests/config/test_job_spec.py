@@ -28,11 +28,11 @@ def test_every_shipped_job_loads(path: Path) -> None:
     assert Path(job.output_dir).is_absolute()
 
 
-def test_quickstart_is_cpu_tiny_and_small() -> None:
+def test_quickstart_is_cpu_world_and_small() -> None:
     job = load_job(JOBS / "quickstart.yaml")
-    assert job.model.backend == "tiny" and job.device == "cpu" and job.resources.gpus_per_actor == 0
+    assert job.model.backend == "world" and job.device == "cpu" and job.resources.gpus_per_actor == 0
     assert isinstance(job.manifest, GeneratedManifest) and job.manifest.n <= 5
-    assert job.guide.iterations <= 50
+    assert job.guide.iterations <= 100
     assert job.run_dir == (JOBS.parent / "runs" / "quickstart").resolve()
 
 

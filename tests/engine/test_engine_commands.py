@@ -54,7 +54,7 @@ def test_run_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert code == 0
     assert "to run: 3, already done: 0, stale: 0, invalid rows: 0" in out
-    assert out.count("run_key=") == 3 and "weights: tiny:embedded" in out
+    assert out.count("run_key=") == 3 and "weights: world:embedded" in out
     assert not (tmp_path / "r" / "results").exists()  # nothing ran
 
 
@@ -102,10 +102,11 @@ def test_submit_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
-    """`guide-ray run jobs/quickstart.yaml` on CPU with the real tiny pipeline: every identity ok, table printed."""
+    """`guide-ray run jobs/quickstart.yaml` on CPU with the shipped world: every identity ok, table printed
+    without a † (the world's networks are trained, not stand-ins)."""
     run = subprocess.run([sys.executable, "-m", "guide_ray.cli", "run", str(ROOT / "jobs" / "quickstart.yaml"),
                           "--output-dir", str(tmp_path / "run"), "--no-progress"],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| random | guide †" in run.stdout and "3 ok, 0 failed" in run.stdout
+    assert "| random | guide |" in run.stdout and "†" not in run.stdout and "3 ok, 0 failed" in run.stdout
     assert len(list((tmp_path / "run" / "results").glob("*.parquet"))) == 3

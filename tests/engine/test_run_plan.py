@@ -30,7 +30,7 @@ def test_fresh_run_plans_every_row_in_order(tmp_path: Path) -> None:
     p = plan(_job(tmp_path), RunOptions())
     assert [i.identity_id for i in p.todo] == [f"random-000{i}" for i in range(4)]
     assert len({i.run_key for i in p.todo}) == 4 and p.skipped == [] and p.errors == []
-    assert p.weights.core == "tiny:embedded" and p.weights.encoder is None
+    assert p.weights.core == "world:embedded" and p.weights.encoder is None     # the default backend
 
 
 def test_committed_rows_with_the_same_key_are_skipped(tmp_path: Path) -> None:

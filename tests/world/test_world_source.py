@@ -91,3 +91,18 @@ def test_quality_report_files_and_fields(mini_world: Path, tmp_path: Path) -> No
     assert saved["inversion"]["photo_vs_inversion"]["n"] == 1
     assert "TAR @ FAR 1e-2" in (tmp_path / "world_quality.md").read_text()
     assert report["identity"]["id_loss"]["same"]["n"] == 4
+
+
+def test_the_shipped_world_matches_its_pins_and_loads(tmp_path: Path) -> None:
+    """The files inside the package are the pinned ones, and an empty weights folder reads them."""
+    from guide_ray.utils.files import file_sha256
+
+    assert set(shipped.SHIPPED_SHA256) == {CONFIG_FILE, *(FILES[s] for s in SHIPPED)}
+    for name, digest in shipped.SHIPPED_SHA256.items():
+        assert file_sha256(shipped.PACKAGED_DIR / name) == digest, name
+    source = shipped.world_source(tmp_path)                                 # nothing trained here
+    assert source.origin == "shipped" and source.folder == shipped.PACKAGED_DIR
+    G = shipped.load_world_generator(source)
+    assert G.backbone.mapping.w_avg.abs().sum() > 0
+    for role in ("id_loss", "id_metric"):
+        shipped.load_identity_net(role, source)
