@@ -10,7 +10,6 @@ import ray
 import yaml
 
 from guide_ray.cli import main as cli_main
-from guide_ray.config.backends import BACKEND_NAMES
 from guide_ray.config.tune import (
     Objective,
     Searcher,
@@ -142,36 +141,25 @@ def test_objective_golden() -> None:
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
-WORLD_QUICKSTART = JOBS / "tune-world-quickstart.yaml"   # checked by its own test below
-
-
-@pytest.mark.parametrize("path", sorted(set(JOBS.glob("tune-*.yaml")) - {WORLD_QUICKSTART}), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(JOBS.glob("tune-*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_tune_spec_loads(path: Path) -> None:
     spec, base = load_tune(path)
     assert Path(spec.output_dir).is_absolute()
 
 
-def test_tune_quickstart_is_small_and_includes_the_default() -> None:
-    spec, base = load_tune(JOBS / "tune-quickstart.yaml")
+def test_tiny_tune_quickstart_is_small_and_includes_the_default() -> None:
+    spec, base = load_tune(JOBS / "tune-tiny-quickstart.yaml")
     assert {"d", "alpha_max"} <= set(spec.space)
     assert spec.searcher.kind == "random" and spec.searcher.include_default
     assert spec.num_samples >= 6                       # the default point is one of them
     assert base.model.backend == "tiny" and base.device == "cpu" and spec.resources.gpus == 0
 
 
-def test_world_tune_quickstart_fits_the_issue(tmp_path: Path) -> None:
-    """≥ 6 trials on the world backend searching d and alpha_max, GUIDE's default included, damage
-    LPIPS_drift, 100-200 steps. Until backend `world` is registered the spec must fail on that alone:
-    with the backend swapped for tiny, everything else loads."""
-    raw = yaml.safe_load(WORLD_QUICKSTART.read_text())
-    assert raw["base_job"]["model"]["backend"] == "world"
-    if "world" in BACKEND_NAMES:
-        spec, base = load_tune(WORLD_QUICKSTART)
-    else:
-        with pytest.raises(ConfigError, match="base_job: model.backend: Input should be"):
-            load_tune(WORLD_QUICKSTART)
-        raw["base_job"]["model"]["backend"] = "tiny"
-        spec, base = load_tune(_write(tmp_path, raw))
+def test_tune_quickstart_fits_the_issue(tmp_path: Path) -> None:
+    """≥ 6 trials on the synthetic world searching d and alpha_max, GUIDE's default included, damage
+    LPIPS_drift, 100-200 steps, CPU only."""
+    spec, base = load_tune(JOBS / "tune-quickstart.yaml")
+    assert base.model.backend == "world" and base.device == "cpu" and spec.resources.gpus == 0
     assert {"d", "alpha_max"} <= set(spec.space) and spec.num_samples >= 6 and spec.searcher.include_default
     assert spec.objective.damage == "LPIPS_drift" and 100 <= base.guide.iterations <= 200
     job = trial_job(spec, base, default_point(spec), tmp_path / "trial")
