@@ -273,7 +273,10 @@ def run_job(
 
 
 def _absolute_dirs(job: JobSpec) -> JobSpec:
-    data = job.model_dump()
+    """The job with absolute output and cache folders. Only what the job set is dumped and re-read, so
+    every other field stays a default (a variant may still set it; a full dump made every field look
+    explicit and each row variant other than the job's clashed with it)."""
+    data = job.model_dump(exclude_unset=True)
     data["output_dir"] = str(Path(job.output_dir).resolve())
     data["cache_dir"] = str(Path(job.cache_dir).resolve()) if job.cache_dir else None
     return JobSpec.model_validate(data)

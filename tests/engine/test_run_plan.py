@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from guide_ray.config.job import JobSpec
-from guide_ray.engine.run import RunOptions, plan, write_run_records
+from guide_ray.engine.run import RunOptions, _absolute_dirs, plan, write_run_records
 from guide_ray.engine.worker import Placement, failed_row
 from guide_ray.errors import ConfigError, WeightsMissing
 from guide_ray.store import results
@@ -31,6 +31,19 @@ def test_fresh_run_plans_every_row_in_order(tmp_path: Path) -> None:
     assert [i.identity_id for i in p.todo] == [f"random-000{i}" for i in range(4)]
     assert len({i.run_key for i in p.todo}) == 4 and p.skipped == [] and p.errors == []
     assert p.weights.core == "world:embedded" and p.weights.encoder is None     # the default backend
+
+
+def test_row_variants_survive_the_run_s_absolute_folders(tmp_path: Path) -> None:
+    """The paper-table jobs: a job-level variant plus manifest variants. run_job re-reads the job with
+    absolute folders; that must not turn defaults into explicit settings that clash with row variants."""
+    job = _job(tmp_path, variant="guide", guide={"iterations": 3},
+               manifest={"generate": "random", "n": 2, "seed": 0,
+                         "variants": ["baseline", "extrapolated", "extrapolated+adj", "guide"]})
+    absolute = _absolute_dirs(job)
+    assert absolute.guide.model_fields_set == {"iterations"} and Path(absolute.output_dir).is_absolute()
+    p = plan(absolute, RunOptions())
+    assert p.errors == [] and len(p.todo) == 8
+    assert {i.variant for i in p.todo} == {"baseline", "extrapolated", "extrapolated+adj", "guide"}
 
 
 def test_committed_rows_with_the_same_key_are_skipped(tmp_path: Path) -> None:
