@@ -34,12 +34,24 @@ def tar_at_far(same: Tensor, different: Tensor, far: float = 1e-2) -> tuple[floa
 
 
 @torch.no_grad()
-def generator_fidelity(G, net: WorldIdentityNet, z: Tensor, yaws: Tensor, resolution: int = 64) -> Tensor:
-    """Cosine [n, Y] between the generator's image of latent z_i at yaw_j and the renderer's image
-    of identity z_to_identity(z_i) at the same camera (canonical light, neutral expression)."""
+def generator_embeddings(G, net: WorldIdentityNet, z: Tensor, yaws: Tensor) -> Tensor:
+    """Identity embeddings [n, Y, D] of the generator's image of latent z_i at yaw_j (depth draws
+    seeded, so every caller sees the same images)."""
     n, m = z.shape[0], yaws.shape[0]
-    cams = cameras(yaws.repeat(n))
+    fake = generate(G.eval(), z.repeat_interleave(m, 0), cameras(yaws.repeat(n)),
+                    generator=torch.Generator().manual_seed(0))["image"]
+    return net.eval()(fake).view(n, m, -1)
+
+
+@torch.no_grad()
+def generator_fidelity(G, net: WorldIdentityNet, z: Tensor, yaws: Tensor, resolution: int = 64,
+                       fake: Tensor | None = None) -> Tensor:
+    """Cosine [n, Y] between the generator's image of latent z_i at yaw_j and the renderer's image
+    of identity z_to_identity(z_i) at the same camera (canonical light, neutral expression);
+    `fake` = generator_embeddings(G, net, z, yaws) when the caller already has them."""
+    n, m = z.shape[0], yaws.shape[0]
+    if fake is None:
+        fake = generator_embeddings(G, net, z, yaws)
     zz = z.repeat_interleave(m, 0)
-    fake = generate(G.eval(), zz, cams, generator=torch.Generator().manual_seed(0))["image"]
-    real = render(z_to_identity(zz), cams, canonical_nuisance(n * m), resolution)
-    return (net.eval()(fake) * net(real)).sum(1).view(n, m)
+    real = render(z_to_identity(zz), cameras(yaws.repeat(n)), canonical_nuisance(n * m), resolution)
+    return (fake * net.eval()(real).view(n, m, -1)).sum(-1)

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from guide_ray.guide.inversion import ProjectionInverter, goae_frontal_camera
 from guide_ray.utils.files import atomic_file
 from guide_ray.utils.seeding import make_rng
-from guide_ray.world.evaluate import generator_fidelity, tar_at_far, verification_scores
-from guide_ray.world.generator import generate
+from guide_ray.world.evaluate import generator_embeddings, generator_fidelity, tar_at_far, verification_scores
 from guide_ray.world.nets import WorldPerceptual
 from guide_ray.world.nuisance import canonical_nuisance, cameras
 from guide_ray.world.photos import identity_photos
@@ -60,14 +59,13 @@ def generator_quality(source: WorldSource, n: int, seed: int = HELDOUT_SEED) -> 
     G, net = load_world_generator(source), load_identity_net("id_metric", source)
     z = torch.randn(n, G.z_dim, generator=make_rng(seed, "fidelity"))
     yaws = torch.tensor(YAWS)
-    fidelity = generator_fidelity(G, net, z, yaws)                                 # [n, Y]
+    fake = generator_embeddings(G, net, z, yaws)                                   # [n, Y, D]
+    fidelity = generator_fidelity(G, net, z, yaws, fake=fake)                      # [n, Y]
     real = render(z_to_identity(z).repeat_interleave(len(YAWS), 0), cameras(yaws.repeat(n)),
                   canonical_nuisance(n * len(YAWS)), G.img_resolution)
     emb = net(real).view(n, len(YAWS), -1)
     frontal = YAWS.index(0.0)
     ceiling = (emb * emb[:, frontal:frontal + 1]).sum(-1)                            # [n, Y]
-    fake = net(generate(G, z.repeat_interleave(len(YAWS), 0), cameras(yaws.repeat(n)),
-                        generator=torch.Generator().manual_seed(0))["image"]).view(n, len(YAWS), -1)
     own = (fake * fake[:, frontal:frontal + 1]).sum(-1)                              # [n, Y]
     others = fake[:, frontal] @ fake[:, frontal].T
     return {"yaws": list(YAWS), "generator_vs_renderer": fidelity.mean(0).tolist(),
