@@ -84,6 +84,14 @@ def training_identities(cfg: WorldTrainConfig) -> torch.Tensor:
     return sample_identities(cfg.num_identities, make_rng(cfg.population_seed, "train_ids"))
 
 
+def _optimiser_step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One Adam update on `loss`; the loss as a float for the progress bar."""
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    return float(loss.detach())
+
+
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -109,11 +117,7 @@ class _IdentityStage:
         with torch.no_grad():
             images = render(self.table[labels], sample_cameras(b, rng), sample_nuisance(b, rng),
                             self.cfg.id_resolution, supersample=1)
-        loss = F.cross_entropy(self.head(self.net(images), labels), labels)
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optim.step()
-        return float(loss.detach())
+        return _optimiser_step(self.optim, F.cross_entropy(self.head(self.net(images), labels), labels))
 
     def final_state(self) -> dict[str, torch.Tensor]:
         return self.net.state_dict()
@@ -143,13 +147,7 @@ class _Generator3DStage:
     def step(self, k: int) -> float:
         rng, z, cams = self.batch(k)
         planes = self.G.backbone.synthesis(self.G.mapping(z, frontal_camera(z.shape[0])), noise_mode="const")
-        return self._update(self.points(planes, z, cams, rng))
-
-    def _update(self, loss: torch.Tensor) -> float:
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optim.step()
-        return float(loss.detach())
+        return _optimiser_step(self.optim, self.points(planes, z, cams, rng))
 
     def final_state(self) -> dict[str, torch.Tensor]:
         return self.G.state_dict()
@@ -178,7 +176,7 @@ class _GeneratorStage(_Generator3DStage):
         loss = (F.mse_loss(out["image"], target) + self.cfg.raw_weight * F.mse_loss(out["image_raw"], target_raw)
                 + self.cfg.perceptual_weight * perceptual_distance(self.idnet, out["image"], target).mean()
                 + self.points(out["planes"], z, cams, rng))
-        return self._update(loss)
+        return _optimiser_step(self.optim, loss)
 
     def final_state(self) -> dict[str, torch.Tensor]:
         set_w_avg(self.G, self.stage.seed)
