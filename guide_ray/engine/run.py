@@ -5,8 +5,8 @@ run_key, and subtracts the committed rows with the same key (resume). A committe
 *different* key means the same identity was computed under other settings: the run refuses to
 start (nothing is overwritten) unless `replace_stale` moves those rows to RUN/superseded/.
 Invalid manifest rows are written to RUN/manifest_errors.json (they have no valid identity to
-key a result file by) and counted in the report. RUN/job.resolved.json records the resolved job,
-its keys and the code version before any work starts.
+key a result file by) and counted in the report. RUN/job.resolved.json records the job as set and
+with every default filled in, its keys and the code version before any work starts.
 
 A run owns its folder while it runs (store.ownership: marker + exclusive lock), so a second run
 on the same folder is refused at once. Damaged result files are quarantined while planning
@@ -227,8 +227,9 @@ def write_run_records(job: JobSpec, the_plan: Plan) -> None:
     run_dir = job.run_dir
     errors = [{"row": e.row, "identity_id": e.identity_id, "reason": e.reason} for e in the_plan.errors]
     results.write_manifest_errors(run_dir, errors)
-    resolved = {
-        "job": job.model_dump(mode="json"),
+    resolved = {  # "job" as set (what `guide-ray verify` rebuilds the run from); "resolved": every field
+        "job": job.model_dump(mode="json", exclude_unset=True),
+        "resolved": job.model_dump(mode="json"),
         "job_fingerprint": fingerprint(job),
         "job_key": the_plan.job_key,
         "weights_fingerprint": the_plan.weights.core,

@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from guide_ray.config.job import JobSpec
-from guide_ray.engine.run import RunOptions, _absolute_dirs, plan, write_run_records
+from guide_ray.engine.run import RunOptions, _absolute_dirs, keyed_items, plan, write_run_records
+from guide_ray.engine.verify import load_run_job
 from guide_ray.engine.worker import Placement, failed_row
 from guide_ray.errors import ConfigError, WeightsMissing
-from guide_ray.store import results
+from guide_ray.store import ownership, results
 
 
 def _job(tmp_path: Path, **changes: object) -> JobSpec:
@@ -44,6 +45,20 @@ def test_row_variants_survive_the_run_s_absolute_folders(tmp_path: Path) -> None
     p = plan(absolute, RunOptions())
     assert p.errors == [] and len(p.todo) == 8
     assert {i.variant for i in p.todo} == {"baseline", "extrapolated", "extrapolated+adj", "guide"}
+
+
+def test_verify_rebuilds_every_row_variant_from_the_run_record(tmp_path: Path) -> None:
+    """`guide-ray verify` re-reads the job from RUN/job.resolved.json: a record of every field made
+    each row variant but the job's clash there, so only the `guide` rows were verified."""
+    job = _absolute_dirs(_job(tmp_path, variant="guide", guide={"iterations": 3},
+                              manifest={"generate": "random", "n": 2, "seed": 0, "variants": ["baseline", "guide"]}))
+    with ownership.own(job.run_dir):       # as run_job: marks the folder a run, then writes the record
+        p = plan(job, RunOptions())
+        write_run_records(job, p)
+    record, items = keyed_items(load_run_job(job.run_dir))
+    assert record.errors == [] and record.job_key == p.job_key
+    assert [(i.identity_id, i.run_key) for i in items] == [(i.identity_id, i.run_key) for i in p.todo]
+    assert {i.variant for i in items} == {"baseline", "guide"}
 
 
 def test_committed_rows_with_the_same_key_are_skipped(tmp_path: Path) -> None:
