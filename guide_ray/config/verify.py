@@ -14,6 +14,10 @@ from pydantic import Field, model_validator
 
 from guide_ray.config.base import StrictModel
 
+# How a calibration pair of strangers is scored (guide_ray.verify.calibration.impostor_scores); part
+# of every verify_key, so rows calibrated another way are never taken for done.
+CALIBRATION_STATISTIC = "max(view-mean, best-pose)"
+
 Start = Literal["w_avg", "encoder", "random"]
 Space = Literal["W", "W+"]
 
@@ -56,7 +60,7 @@ class VerifySpec(StrictModel):
 
     @property
     def threshold_source(self) -> str:
-        """'user', or 'far=<far> over <n> identities' (the row's evidence for its threshold)."""
+        """'user', or 'far=<far> over <n> identities, <pair statistic>' (the row's evidence for its threshold)."""
         if self.threshold is not None:
             return "user"
-        return f"far={self.far:g} over {self.calibration_identities} identities"
+        return f"far={self.far:g} over {self.calibration_identities} identities, {CALIBRATION_STATISTIC}"

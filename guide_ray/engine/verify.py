@@ -24,7 +24,7 @@ from guide_ray import __version__
 from guide_ray.config.backends import backend_info
 from guide_ray.config.base import describe_validation_error, fingerprint
 from guide_ray.config.job import JobSpec
-from guide_ray.config.verify import VerifySpec
+from guide_ray.config.verify import CALIBRATION_STATISTIC, VerifySpec
 from guide_ray.engine import actors, cluster
 from guide_ray.engine.run import RESOLVED_JOB, _start, keyed_items
 from guide_ray.engine.scheduler import Progress, Scheduler
@@ -108,7 +108,7 @@ def verify_spec(job: JobSpec, options: VerifyOptions) -> VerifySpec:
 
 def verify_key(run_key: str, spec: VerifySpec) -> str:
     return fingerprint({"run_key": run_key, "verify": spec.model_dump(mode="json"),
-                        "code_version": __version__})[:KEY_LENGTH]
+                        "calibration": CALIBRATION_STATISTIC, "code_version": __version__})[:KEY_LENGTH]
 
 
 def plan_verify(run_dir: Path, options: VerifyOptions) -> VerifyPlan:

@@ -76,13 +76,16 @@ class Verifier:
         return self.backend.info.stand_in or self.nets.stand_in or bool(self.metric.stand_in)
 
     def threshold(self) -> float:
-        """The user's threshold, or the FAR threshold over the backend's distinct identities (computed once)."""
+        """The user's threshold, or the FAR threshold over the backend's distinct identities (computed
+        once), each pair scored as the worst case is: view mean or best pose of the sweep."""
         if self._threshold is None:
             spec, camera = self.spec, self.job.guide.camera
             latents = self.backend.calibration_latents(self.G_s, spec.calibration_identities, spec.seed, camera)
             scorer = A.Scorer(self.metric, self.backend.id_views(camera, spec.id_views))
-            emb = torch.stack([scorer.reference(self.G_s, w[None]) for w in latents])   # [N, V, D]
-            self._threshold = far_threshold(emb, spec.far)
+            poses = A.pose_views(self.backend, camera, spec)
+            emb = torch.stack([scorer.reference(self.G_s, w[None]) for w in latents])          # [N, V, D]
+            emb_poses = torch.stack([scorer.reference(self.G_s, w[None], poses) for w in latents])   # [N, P, D]
+            self._threshold = far_threshold(emb, spec.far, emb_poses)
             log.info("match threshold %.4f at FAR %g over %d identities", self._threshold, spec.far, len(latents))
         return self._threshold
 

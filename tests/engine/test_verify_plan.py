@@ -26,7 +26,7 @@ def test_the_job_settings_apply_and_the_cli_threshold_wins() -> None:
     job = _job("tiny", verify={"attack_steps": 7, "threshold": 0.2})
     assert verify_spec(job, VerifyOptions()).attack_steps == 7
     assert verify_spec(job, VerifyOptions(threshold=0.4)).threshold == 0.4
-    assert verify_spec(_job("tiny"), VerifyOptions()).threshold_source == "far=0.001 over 64 identities"
+    assert verify_spec(_job("tiny"), VerifyOptions()).threshold_source == "far=0.001 over 64 identities, max(view-mean, best-pose)"
 
 
 def test_calibration_needs_enough_pairs() -> None:

@@ -39,6 +39,18 @@ def test_far_threshold_averages_same_view_cosines() -> None:
     assert far_threshold(emb, 0.1) == pytest.approx((math.cos(0.2) + 1) / 2, abs=1e-12)
 
 
+def test_far_threshold_gives_strangers_their_best_pose() -> None:
+    """The worst case includes the pose sweep's best pose; a pair of strangers gets the same search."""
+    views = _circle(ANGLES)                                    # view-mean scores cos(gap)
+    closer = _circle(tuple(a / 2 for a in ANGLES))             # a pose where everyone looks closer: cos(gap / 2)
+    farther = _circle(tuple(2 * a for a in ANGLES))            # and one where they look farther apart
+    poses = torch.stack([farther, closer], dim=1)              # [N, 2 poses, 2]
+    assert far_threshold(views, 0.1, poses) == pytest.approx(math.cos(0.1), abs=1e-12)    # gaps 0.05, 0.1, ...
+    assert far_threshold(views, 0.1, farther[:, None]) == pytest.approx(math.cos(0.2), abs=1e-12)  # the mean wins
+    with pytest.raises(ValueError, match="pose_embeddings must be"):
+        far_threshold(views, 0.1, poses[:3])
+
+
 def test_far_threshold_refuses_too_few_pairs() -> None:
     with pytest.raises(ValueError, match="cannot resolve FAR 0.05; need at least 20"):
         far_threshold(_circle(ANGLES), 0.05)
