@@ -59,6 +59,7 @@ class ItemOutcome:
     seconds: float
     id_views_unaligned: int | None = None  # renders without an MTCNN face (None: no aligned ID metric ran)
     micro_batch: dict[str, object] | None = None   # the chunk size the steps used (guide.memory.MicroBatchChoice)
+    autocast: str | None = None                    # the precision the steps used (speed.autocast resolved)
     stage_seconds: dict[str, float] | None = None  # source, unlearning, metrics, artifacts (benchmarks read it)
 
 
@@ -168,7 +169,7 @@ class Pipeline:
                               iterations=result.steps, artifacts={k: artifacts[k] for k in ("weights", "grid")},
                               stand_in=self.stand_in, seconds=time.perf_counter() - start,
                               id_views_unaligned=unaligned, micro_batch=result.micro_batch.record(),
-                              stage_seconds=stages)
+                              autocast=result.autocast, stage_seconds=stages)
         write_json(out_dir / "metrics.json", self._metrics_record(item, outcome, artifacts))
         return outcome
 
@@ -265,7 +266,7 @@ class Pipeline:
             "metrics": outcome.metrics, "id_views_unaligned": outcome.id_views_unaligned,
             "losses": {"first": outcome.loss_first, "last": outcome.loss_last, "min": outcome.loss_min},
             "iterations": outcome.iterations, "seconds": round(outcome.seconds, 2), "device": str(self.device),
-            "micro_batch": outcome.micro_batch, "stage_seconds": outcome.stage_seconds,
+            "micro_batch": outcome.micro_batch, "autocast": outcome.autocast, "stage_seconds": outcome.stage_seconds,
             "backend": self.job.model.backend, "guide": item.guide.model_dump(mode="json"),
             "fid": self.job.fid.model_dump(mode="json"),
             "lpips_drift": (self.job.lpips_drift.model_dump(mode="json")

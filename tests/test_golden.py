@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from guide_ray.config.guide import CameraConfig, GuideConfig
+from guide_ray.config.guide import CameraConfig, GuideConfig, SpeedConfig
 from guide_ray.guide.loop import unlearn
 from guide_ray.backends.eg3d import random_source_latent, yaw_sweep
 from guide_ray.metrics.identity import id_similarity
@@ -30,6 +30,10 @@ RENDER_SLICE = [-2.4341843128204346, -2.4405357837677, -2.4319889545440674, -2.4
 LOSS_TRACE = [[0.6683537364006042, 0.17803697288036346, 0.49024516344070435, 7.159963570302352e-05],
               [0.54692143201828, 0.17435474693775177, 0.3721289038658142, 0.00043780350824818015],
               [0.6511126160621643, 0.17382118105888367, 0.47563743591308594, 0.0016539839562028646]]
+# the same with speed.autocast "sr-bf16" (measured on a CPU with AVX512-BF16)
+LOSS_TRACE_SR_BF16 = [[0.666896402835846, 0.17849873006343842, 0.4882691502571106, 0.00012853037333115935],
+                      [0.550843358039856, 0.1748403012752533, 0.37541961669921875, 0.0005833822651766241],
+                      [0.6546481847763062, 0.17390947043895721, 0.47863149642944336, 0.0021072146482765675]]
 # stand-in ID embedder, 3 views, synthesis weights perturbed by 0.3 N(0, 1) (seed 1)
 ID_VALUE = 0.9992359280586243
 
@@ -54,9 +58,24 @@ def test_tiny_render_slice(world) -> None:
 def test_three_step_loss_trace(world) -> None:
     G, w, camera = world
     nets = LossNets(StandInPerceptual(), StandInIdentity())
-    result = unlearn(copy.deepcopy(G), G, w, GuideConfig(iterations=3, lr=1e-3), nets, rng=make_rng(0, "unlearn"))
+    cfg = GuideConfig(iterations=3, lr=1e-3, speed=SpeedConfig(autocast="off"))
+    result = unlearn(copy.deepcopy(G), G, w, cfg, nets, rng=make_rng(0, "unlearn"))
     got = [[p.total, p.local, p.adj, p.global_] for p in result.losses]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(LOSS_TRACE), atol=1e-6, rtol=1e-4)
+    assert result.autocast == "off"
+
+
+def test_three_step_loss_trace_with_bf16_super_resolution(world) -> None:
+    """The same run with the SR in bf16 (speed.autocast 'sr-bf16'). The pin is 3e-4 relative, looser than
+    fp32's for CPUs whose bf16 kernels accumulate in another order; it still tells this trace from the
+    fp32 one (totals 2e-3 apart) and from whole-synthesis bf16 (7e-4 apart on the first step)."""
+    G, w, camera = world
+    nets = LossNets(StandInPerceptual(), StandInIdentity())
+    cfg = GuideConfig(iterations=3, lr=1e-3, speed=SpeedConfig(autocast="sr-bf16"))
+    result = unlearn(copy.deepcopy(G), G, w, cfg, nets, rng=make_rng(0, "unlearn"))
+    got = [[p.total, p.local, p.adj, p.global_] for p in result.losses]
+    assert result.autocast == "sr-bf16"
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(LOSS_TRACE_SR_BF16), atol=1e-5, rtol=3e-4)
 
 
 def test_id_metric_on_fixed_renders(world) -> None:

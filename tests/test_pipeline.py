@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from guide_ray.config.job import JobSpec, WorkItem
-from guide_ray.config.guide import GuideConfig
+from guide_ray.config.guide import GuideConfig, SpeedConfig
 from guide_ray.errors import BadImage
+from guide_ray.guide.fast import resolve_autocast
 from guide_ray.pipeline import Pipeline
 
 
@@ -58,6 +59,8 @@ def test_photo_identity_end_to_end(pipeline, tmp_path):
     assert set(record) == RECORD_KEYS                             # `guide-ray unlearn` writes the same format
     assert outcome.id_views_unaligned is None                     # tiny: stand-in embedder, no MTCNN
     assert record["micro_batch"]["micro_batch"] == 5 and record["micro_batch"]["source"] == "auto"
+    assert record["guide"]["speed"]["autocast"] == "auto" and record["autocast"] in ("sr-bf16", "off")
+    assert record["autocast"] == resolve_autocast(SpeedConfig(), torch.device("cpu"))
     assert set(record["stage_seconds"]) == {"source", "unlearning", "metrics", "artifacts"}
     assert sum(record["stage_seconds"].values()) <= record["seconds"] + 0.01
     # the pretrained FID statistics were computed once and cached on disk
@@ -123,7 +126,7 @@ def test_lpips_drift_through_the_pipeline(tmp_path):
         "metrics": ["LPIPS_drift"], "lpips_drift": {"num_probes": 4, "seed": 0, "batch_size": 2},
         "model": {"backend": "tiny"}})
     pipeline = Pipeline(job, "cpu")
-    item = _item(tmp_path, scenario="random", source="", other_images=(), guide=GuideConfig(iterations=2, lr=1e-2))
+    item = _item(tmp_path, scenario="random", source="", other_images=(), guide=GuideConfig(iterations=2, lr=1e-2, speed=SpeedConfig(autocast="off")))
     outcome = pipeline.run(item, tmp_path / "drift")
     assert outcome.metrics["LPIPS_drift"] == pytest.approx(DRIFT_AFTER_TWO_STEPS, rel=1e-3)
     assert outcome.metrics["ID"] is None and outcome.metrics["FID_pre"] is None      # not requested

@@ -11,7 +11,7 @@ import pytest
 
 RECORD_KEYS = {"identity_id", "scenario", "variant", "seed", "metrics", "id_views_unaligned", "losses", "iterations",
                "seconds", "device", "backend", "guide", "fid", "lpips_drift", "seeds", "networks", "stand_in", "artifacts",
-               "version", "micro_batch", "stage_seconds"}
+               "version", "micro_batch", "autocast", "stage_seconds"}
 
 
 def _unlearn(out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ import torch
 
 from guide_ray.bench.world import StepWorld
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import compiled_synthesis, cuda_flags, grad_checkpointing, to_channels_last
+from guide_ray.guide.fast import compiled_synthesis, cuda_flags, grad_checkpointing, reduced_precision, to_channels_last
 from guide_ray.guide.losses import guide_losses
 from guide_ray.guide.memory import resolve_micro_batch
 from guide_ray.guide.reference import reference_step
@@ -30,6 +30,8 @@ from guide_ray.guide.step import accumulate_step
 # name → the GuideConfig switches of that variant ("ours" = the defaults; "reference" = official order)
 OPTIONS: dict[str, dict] = {
     "ours": {},
+    "fp32": {"speed": {"autocast": "off"}},
+    "sr-bf16": {"speed": {"autocast": "sr-bf16"}},
     "bf16": {"speed": {"autocast": "bf16"}},
     "tf32": {"speed": {"tf32": True}},
     "channels_last": {"speed": {"channels_last": True}},
@@ -77,10 +79,13 @@ def make_variant(world: StepWorld, name: str) -> Variant:
     G_u, opt = world.trainable_copy()
     G_s, device = world.G_s, world.device
     variant = Variant(name, cfg, run=lambda rng: 0.0)
+    if cfg.speed.channels_last or cfg.speed.autocast != "off":
+        G_s = copy.deepcopy(G_s)                      # its switches must not reach the other variants' G_s
     if cfg.speed.channels_last:
-        G_s = copy.deepcopy(G_s)
         to_channels_last(G_u, G_s)
     variant.stack.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
+    for G in (G_u, G_s):
+        variant.stack.enter_context(reduced_precision(G, cfg.speed))
     variant.stack.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
     micro_batch = resolve_micro_batch(cfg, G_u, device).micro_batch
     variant.micro_batch = None if name == REFERENCE else micro_batch

@@ -51,6 +51,7 @@ def measure(job: JobSpec, actors: int, identities: int, out: Path, num_cpus: int
         for name, sec in stage_seconds(run_dir, row.identity_id).items():
             stages.setdefault(name, []).append(sec)
     work = sum(sum(stages.get(s, [])) for s in WORK_STAGES)
+    in_identity = sum(sum(v) for k, v in stages.items() if k not in WORK_STAGES)   # source, artifacts
     per_identity = [r.seconds for r in rows]
     return {
         "actors": actors, "identities": identities, "ok": summary.ok, "failed": summary.failed,
@@ -59,5 +60,9 @@ def measure(job: JobSpec, actors: int, identities: int, out: Path, num_cpus: int
         "identity_s_mean": round(statistics.fmean(per_identity), 3) if rows else None,
         "stage_s_mean": {k: round(statistics.fmean(v), 3) for k, v in stages.items()},
         "engine_overhead": round(1 - work / (wall * actors), 4) if rows else None,
+        # the overhead split: inside each identity (source latent, artifacts) and outside any (start-up,
+        # model loading, scheduling, commits, actors idle at the end)
+        "overhead_in_identities": round(in_identity / (wall * actors), 4) if rows else None,
+        "overhead_outside": round(1 - (work + in_identity) / (wall * actors), 4) if rows else None,
         "iterations": spec.guide.iterations,
     }

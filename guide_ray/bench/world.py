@@ -3,7 +3,9 @@ its trainable copy, the loss networks and one identity, all from one seed.
 
 `nets="standin"` uses the CPU stand-ins; `nets="random-real"` builds the real LPIPS-VGG and IR-SE50
 architectures with random weights (the trunk written to a temporary file, as LpipsVGG reads one),
-so their cost is in the timings without any download.
+so their cost is in the timings without any download; `nets="world"` are the synthetic world's
+trained loss networks. The `world` preset is the trained world generator shipped in the package
+(the embedded default backend, guide_ray/world/shipped.py), not a seeded random one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from guide_ray.models.eg3d.camera import frontal_camera
 from guide_ray.models.eg3d.presets import PRESETS, build_generator
 from guide_ray.models.nets.base import LossNets
 
-Nets = Literal["standin", "random-real"]
+Nets = Literal["standin", "random-real", "world"]
+WORLD_PRESET = "world"
+PRESET_NAMES = (*PRESETS, WORLD_PRESET)
+DEFAULT_NETS: dict[str, Nets] = {"tiny": "standin", "ffhq512-128": "random-real", WORLD_PRESET: "world"}
 
 
 @dataclass
@@ -48,6 +53,11 @@ def build_nets(kind: Nets, device: torch.device) -> LossNets:
     if kind == "standin":
         from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
+    if kind == "world":
+        from guide_ray.world.nets import WorldIdentity, WorldPerceptual
+        from guide_ray.world.shipped import load_identity_net, world_source
+        id_loss = load_identity_net("id_loss", world_source(None)).to(device)
+        return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))
     import torchvision
 
     from guide_ray.models.nets.identity import IRSE50Identity
@@ -64,14 +74,20 @@ def build_nets(kind: Nets, device: torch.device) -> LossNets:
 
 
 def build_world(preset: str, device: torch.device | str, nets: Nets, seed: int = 0) -> StepWorld:
-    """G_s of `preset` (PRESETS: tiny, ffhq512-128) on `device`, frozen; w_u a seeded mapping sample."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    """G_s of `preset` (PRESET_NAMES) on `device`, frozen; w_u a seeded mapping sample."""
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESET_NAMES)}")
     device = torch.device(device)
-    G_s = build_generator(preset, seed=seed).to(device).eval().requires_grad_(False)
+    G_s = (_shipped_world_generator() if preset == WORLD_PRESET else build_generator(preset, seed=seed))
+    G_s = G_s.to(device).eval().requires_grad_(False)
     c_front = frontal_camera(1, device=device)
     with torch.no_grad():
         z = torch.randn(1, G_s.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
         w_u = G_s.mapping(z, c_front)
     w_t = make_target(GuideConfig(), w_u, G_s.w_avg).detach()
     return StepWorld(G_s, build_nets(nets, device), w_u, w_t, c_front, device)
+
+
+def _shipped_world_generator() -> torch.nn.Module:
+    from guide_ray.world.shipped import load_world_generator, world_source
+    return load_world_generator(world_source(None))

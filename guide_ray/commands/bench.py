@@ -29,10 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, required=True, help="folder for NAME.json / NAME.md / NAME.png")
     world = argparse.ArgumentParser(add_help=False)
-    world.add_argument("--preset", default="tiny", choices=["tiny", "ffhq512-128"])
+    world.add_argument("--preset", default="tiny", choices=["tiny", "world", "ffhq512-128"],
+                       help="tiny: seeded random; world: the shipped trained world; ffhq512-128: seeded random")
     world.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    world.add_argument("--nets", choices=["standin", "random-real"],
-                       help="loss networks (default: standin on tiny, random-weight LPIPS-VGG + IR-SE50 otherwise)")
+    world.add_argument("--nets", choices=["standin", "random-real", "world"],
+                       help="loss networks (default: standin on tiny, the world's on world, random-weight "
+                            "LPIPS-VGG + IR-SE50 on ffhq512-128)")
     world.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     step = sub.add_parser("step", parents=[common, world], help="ours vs the official-order reference step")
     step.add_argument("--steps", type=int, default=5, help="timed steps per variant (after one warm-up)")
@@ -80,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _nets(args: argparse.Namespace) -> str:
-    return args.nets or ("standin" if args.preset == "tiny" else "random-real")
+    from guide_ray.bench.world import DEFAULT_NETS
+    return args.nets or DEFAULT_NETS[args.preset]
 
 
 def _step(args: argparse.Namespace) -> dict:
@@ -146,9 +149,10 @@ def _throughput(args: argparse.Namespace) -> dict:
     runs = [throughput.measure(job, n, args.identities, args.out.resolve(), args.num_cpus) for n in _ints(args.actors)]
     base = runs[0]["identities_per_hour"] or 1.0
     table = [(r["actors"], r["ok"], r["wall_s"], r["identities_per_hour"], round(r["identities_per_hour"] / base, 2),
-              r["engine_overhead"], r["identity_s_median"], json.dumps(r["stage_s_mean"])) for r in runs]
-    header = ["actors", "ok", "wall s", "identities/hour", "× 1st run", "engine overhead", "s/identity",
-              "mean stage s"]
+              r["engine_overhead"], r["overhead_in_identities"], r["overhead_outside"], r["identity_s_median"],
+              json.dumps(r["stage_s_mean"])) for r in runs]
+    header = ["actors", "ok", "wall s", "identities/hour", "× 1st run", "engine overhead", "of it: in identities",
+              "of it: outside", "s/identity", "mean stage s"]
     data = {"job": str(args.job), "runs": runs}
 
     def plot(ax):

@@ -47,13 +47,17 @@ class CameraConfig(StrictModel):
 
 class SpeedConfig(StrictModel):
     """How a step is computed, never what it computes; each switch is guarded against fp32 in
-    tests/guide/test_fast_options.py (tolerances there). The exact switches are on by default;
-    precision and compile trade-offs stay off until benchmarks/RESULTS.md shows they win."""
+    tests/guide/test_fast_options.py (tolerances there). The exact switches are on by default, and
+    so is bf16 super-resolution where the hardware has bf16 (benchmarks/RESULTS.md: 1.66× on the
+    world preset, within 1 % of fp32); the other precision and compile trade-offs stay off."""
 
     target_inference_mode: bool = Field(
         True, description="render G_s's targets under torch.inference_mode (exact; no autograd bookkeeping)")
-    autocast: Literal["off", "bf16"] = Field(
-        "off", description="bf16 autocast of the step's forwards (CPU and CUDA); the loss moves by ~1e-2 relative")
+    autocast: Literal["auto", "off", "sr-bf16", "bf16"] = Field(
+        "auto", description="bf16 autocast of the generators' super-resolution ('sr-bf16') or whole synthesis "
+                            "('bf16'); losses stay fp32 (tolerances: docs/speed.md). 'auto' = 'sr-bf16' where the "
+                            "device computes bf16 natively (CUDA with bf16, CPU with AVX512-BF16 or AMX), else "
+                            "'off'; the resolved value is recorded with each result")
     tf32: bool = Field(False, description="TF32 matmuls and convolutions on CUDA (set by the caller; no effect on CPU)")
     channels_last: bool = Field(False, description="NHWC memory format for the generators and loss networks")
     compile: bool = Field(False, description="torch.compile G_u's synthesis for the run (first step compiles)")

@@ -91,11 +91,59 @@ def compiled_synthesis(G: nn.Module, *, enabled: bool) -> Iterator[None]:
         yield
 
 
-def autocast(device: torch.device, speed: SpeedConfig) -> contextlib.AbstractContextManager:
-    """bf16 autocast of a forward when speed.autocast == 'bf16', else nothing."""
-    if speed.autocast == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _as_fp32(out: object) -> object:
+    """Floating tensors (alone or as a dict's values) back to float32, so everything downstream is fp32."""
+    if isinstance(out, dict):
+        return {k: _as_fp32(v) for k, v in out.items()}
+    return out.float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: CUDA's bf16 support, or a CPU with AVX512-BF16 / AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(check() for check in checks if check is not None)
+    return False
+
+
+def resolve_autocast(speed: SpeedConfig, device: torch.device) -> str:
+    """speed.autocast with 'auto' decided for `device`: 'sr-bf16' where bf16 is native, else 'off'."""
+    if speed.autocast != "auto":
+        return speed.autocast
+    return "sr-bf16" if native_bf16(device) else "off"
+
+
+@contextlib.contextmanager
+def reduced_precision(G: nn.Module, speed: SpeedConfig) -> Iterator[None]:
+    """bf16 autocast of one stage of G for the block, its outputs handed on in fp32.
+
+    speed.autocast (after resolve_autocast) 'sr-bf16': the super-resolution network only (the stage EG3D itself runs in
+    reduced precision on CUDA, `sr_num_fp16_res`); 'bf16': G's whole synthesis (backbone, renderer,
+    SR). The losses and loss networks stay fp32 either way. A generator without a
+    `superresolution` module (2D StyleGAN2) has no stage for 'sr-bf16' and runs in fp32.
+    """
+    device = next(G.parameters()).device
+    mode = resolve_autocast(speed, device)
+    if mode == "off":
+        yield
+        return
+    if mode == "bf16":
+        owner, name = G, "synthesis"
+    else:
+        owner, name = getattr(G, "superresolution", None), "forward"
+        if not isinstance(owner, nn.Module):
+            yield
+            return
+    inner = getattr(owner, name)
+
+    def run(*args, **kwargs):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            return _as_fp32(inner(*args, **kwargs))
+
+    with patched(owner, name, run):
+        yield
 
 
 def target_context(speed: SpeedConfig) -> contextlib.AbstractContextManager:

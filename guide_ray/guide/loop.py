@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import compiled_synthesis, grad_checkpointing, to_channels_last
+from guide_ray.guide.fast import (compiled_synthesis, grad_checkpointing, reduced_precision, resolve_autocast,
+                                  to_channels_last)
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.losses import LossParts
 from guide_ray.guide.memory import MicroBatchChoice, resolve_micro_batch
@@ -39,6 +40,7 @@ class UnlearnResult:
     steps: int = 0
     seconds: float = 0.0
     micro_batch: MicroBatchChoice | None = None   # the chunk size the steps used (cfg.micro_batch resolved)
+    autocast: str | None = None                   # the precision the steps used (cfg.speed.autocast resolved)
 
 
 def trainable_parameters(G_u: UnlearnableGenerator) -> list[torch.nn.Parameter]:
@@ -71,10 +73,13 @@ def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, c
     cam = cfg.camera                                             # the frontal pose conditions EG3D's mapping (2D ignores it)
     c_front = frontal_camera(1, cam.look_at_point, cam.radius, cam.fov_deg, w_u.device)
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device))
+    result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device),
+                           autocast=resolve_autocast(cfg.speed, w_u.device))
     start = time.perf_counter()
     with contextlib.ExitStack() as switches:
         switches.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
+        for G in (G_u, G_s):
+            switches.enter_context(reduced_precision(G, cfg.speed))
         switches.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
         for step in range(cfg.iterations):
             c = step_camera(cfg.camera, rng, w_u.device)

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import autocast
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.losses import LossParts, guide_losses
 from guide_ray.guide.sampling import StepLatents
@@ -44,8 +43,7 @@ def accumulate_step(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latent
     """
     sums = torch.zeros(4, dtype=torch.float64)
     for part in chunks(latents, micro_batch):
-        with autocast(c.device, cfg.speed):
-            loss, parts = guide_losses(G_u, G_s, part, c, cfg, nets, rng)
-        loss.float().backward()
+        loss, parts = guide_losses(G_u, G_s, part, c, cfg, nets, rng)
+        loss.backward()
         sums += torch.tensor([parts.total, parts.local, parts.adj, parts.global_], dtype=torch.float64)
     return LossParts(*sums.tolist())

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from guide_ray.bench import step
 from guide_ray.bench.report import write_outputs
@@ -47,6 +48,21 @@ def test_step_variants_see_the_same_cameras_and_latents():
     assert variants[1].micro_batch == 5 and variants[0].micro_batch is None
 
 
+def test_world_preset_is_the_shipped_world_with_its_loss_networks():
+    """The `world` preset times the embedded default: the shipped generator (trained weights, not a seeded
+    init) and the world's loss networks; ours and the reference see the same draws there too."""
+    from guide_ray.world.shipped import load_world_generator, world_source
+
+    world = build_world("world", "cpu", "world")
+    shipped = load_world_generator(world_source(None)).state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in world.G_s.state_dict().items())
+    assert world.nets.identity.name == "world:idnet-id_loss" and not world.nets.perceptual.stand_in
+    variants = step.time_variants(world, [step.REFERENCE, "ours"], steps=1, warmup=0)
+    assert all(len(v.times) == 1 for v in variants)
+    with pytest.raises(ValueError, match="unknown preset 'ffhq'; choose from ffhq512-128, tiny, world"):
+        build_world("ffhq", "cpu", "standin")
+
+
 @pytest.mark.slow
 def test_bench_step_and_memory_commands(tmp_path):
     run = _cli("step", "--out", str(tmp_path), "--steps", "1", "--options", "ours,micro_batch=1")
@@ -68,6 +84,8 @@ def test_bench_throughput_then_scaling(tmp_path):
     assert run.returncode == 0, run.stderr
     (one,) = json.loads((tmp_path / "throughput.json").read_text())["runs"]
     assert one["ok"] == 1 and 0 <= one["engine_overhead"] < 1 and one["iterations"] == 1
+    assert one["overhead_in_identities"] + one["overhead_outside"] == pytest.approx(one["engine_overhead"], abs=2e-4)
+    assert one["overhead_in_identities"] > 0 and one["overhead_outside"] > 0
     assert {"source", "unlearning", "metrics", "artifacts"} == set(one["stage_s_mean"])
     run = _cli("scaling", "--out", str(tmp_path), "--gpus", "1,2", "--nodes", "1")
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import grad_checkpointing
+from guide_ray.guide.fast import grad_checkpointing, reduced_precision
 from guide_ray.guide.loop import trainable_parameters
 from guide_ray.guide.sampling import StepLatents, sample_step_latents
 from guide_ray.guide.step import accumulate_step
@@ -22,6 +22,7 @@ from guide_ray.models.eg3d.camera import frontal_camera, yaw_pitch_cameras
 from guide_ray.models.eg3d.presets import build_generator
 from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
+from guide_ray.world.shipped import load_world_generator, world_source
 
 
 @dataclass
@@ -40,9 +41,10 @@ class Setup:
     c: torch.Tensor
 
 
-def make_setup(cfg: GuideConfig, seed: int = 0) -> Setup:
-    """Tiny G_s, a perturbed copy G_u, one step's latents and camera, all from `seed`."""
-    G_s = build_generator("tiny")
+def make_setup(cfg: GuideConfig, seed: int = 0, preset: str = "tiny") -> Setup:
+    """G_s (the seeded `tiny` preset, or the shipped trained `world`), a perturbed copy G_u, one step's
+    latents and camera, all from `seed`."""
+    G_s = build_generator("tiny") if preset == "tiny" else load_world_generator(world_source(None))
     G_u = copy.deepcopy(G_s)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -65,7 +67,8 @@ def run_step(setup: Setup, cfg: GuideConfig, nets: LossNets | None = None, micro
     G_u.train()
     nets = nets or LossNets(StandInPerceptual(), StandInIdentity())
     rng = torch.Generator(setup.c.device).manual_seed(rng_seed)
-    with grad_checkpointing(G_u, enabled=cfg.grad_checkpoint):
+    with grad_checkpointing(G_u, enabled=cfg.grad_checkpoint), reduced_precision(G_u, cfg.speed), \
+            reduced_precision(setup.G_s, cfg.speed):
         parts = accumulate_step(G_u, setup.G_s, setup.latents, setup.c, cfg, nets, rng,
                                 micro_batch or len(setup.latents.w_src))
     grads = [p.grad.detach().cpu().clone() for p in params]

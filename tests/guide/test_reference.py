@@ -9,7 +9,7 @@ import torch
 
 from step_probe import assert_grads_close, make_setup, run_step
 
-from guide_ray.config.guide import GuideConfig
+from guide_ray.config.guide import GuideConfig, SpeedConfig
 from guide_ray.guide.loop import trainable_parameters
 from guide_ray.guide.reference import reference_step
 from guide_ray.models.eg3d import rendering
@@ -20,7 +20,7 @@ from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
 @pytest.mark.parametrize("variant", [{}, {"loss_local": False}, {"loss_global": False, "n_adj": 1}])
 def test_reference_step_equals_our_step(monkeypatch, variant):
     monkeypatch.setattr(rendering, "_uniform", lambda shape, *, device, generator: torch.full(shape, 0.5, device=device))
-    cfg = GuideConfig(noise_mode="const", lambda_adj=0.7, lambda_global=1.3, **variant)
+    cfg = GuideConfig(noise_mode="const", lambda_adj=0.7, lambda_global=1.3, speed=SpeedConfig(autocast="off"), **variant)
     setup = make_setup(cfg)
     ours = run_step(setup, cfg)
     G_u = copy.deepcopy(setup.G_u)

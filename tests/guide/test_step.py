@@ -7,7 +7,7 @@ import torch
 
 from step_probe import assert_grads_close, make_setup, run_step
 
-from guide_ray.config.guide import GuideConfig
+from guide_ray.config.guide import GuideConfig, SpeedConfig
 from guide_ray.guide.sampling import StepLatents
 from guide_ray.guide.step import chunks
 from guide_ray.models.eg3d import rendering
@@ -30,7 +30,7 @@ def test_chunks_keep_row_order_and_counts():
 
 
 def test_micro_batches_equal_the_one_batch_step(deterministic_renderer):
-    cfg = GuideConfig(noise_mode="const", lambda_adj=0.7, lambda_global=1.3)
+    cfg = GuideConfig(noise_mode="const", lambda_adj=0.7, lambda_global=1.3, speed=SpeedConfig(autocast="off"))
     setup = make_setup(cfg)
     whole = run_step(setup, cfg)
     assert whole.total > 1e-4 and len(setup.latents.w_src) == 5
