@@ -64,10 +64,11 @@ class ItemOutcome:
 
 
 def unlearn_copy(G_s: UnlearnableGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, seed: int,
-                 on_step: StepHook | None = None) -> tuple[UnlearnableGenerator, UnlearnResult]:
+                 on_step: StepHook | None = None, memory_share: float = 1.0) -> tuple[UnlearnableGenerator, UnlearnResult]:
     """A fresh copy G_u of G_s unlearned towards cfg's target; randomness from `seed`."""
     G_u = copy.deepcopy(G_s)
-    result = unlearn(G_u, G_s, w_u, cfg, nets, rng=make_rng(seed, "unlearn", w_u.device), on_step=on_step)
+    result = unlearn(G_u, G_s, w_u, cfg, nets, rng=make_rng(seed, "unlearn", w_u.device), on_step=on_step,
+                     memory_share=memory_share)
     return G_u, result
 
 
@@ -98,9 +99,12 @@ def write_json(path: Path, payload: dict) -> Path:
 class Pipeline:
     """Everything one worker holds on its device, loaded once: G_s, loss nets, metric nets, inverter."""
 
-    def __init__(self, job: JobSpec, device: str) -> None:
-        """`device` is already resolved from job.device (guide_ray.utils.device.pick_device)."""
+    def __init__(self, job: JobSpec, device: str, memory_share: float = 1.0) -> None:
+        """`device` is already resolved from job.device (guide_ray.utils.device.pick_device); `memory_share`:
+        the share of the device's free memory this pipeline plans `micro_batch: auto` with (the engine
+        gives each actor its share; a lone `guide-ray unlearn` has the device to itself)."""
         self.job = job
+        self.memory_share = memory_share
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested, but CUDA is not available on this machine")
@@ -157,7 +161,8 @@ class Pipeline:
         marks.append(time.perf_counter())
         with cuda_flags(item.guide.speed):                       # TF32 is a process flag: set around the loop only
             G_u, result = unlearn_copy(self.G_s, w_u, item.guide, self.nets, item.seed,
-                                       on_step=on_step or _log_every(item.identity_id, item.guide.iterations))
+                                       on_step=on_step or _log_every(item.identity_id, item.guide.iterations),
+                                       memory_share=self.memory_share)
         marks.append(time.perf_counter())
         metrics, unaligned = self.measure(item, G_u, w_u)
         marks.append(time.perf_counter())

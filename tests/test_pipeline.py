@@ -133,3 +133,15 @@ def test_lpips_drift_through_the_pipeline(tmp_path):
     record = json.loads((tmp_path / "drift" / "metrics.json").read_text())
     assert record["lpips_drift"] == {"num_probes": 4, "seed": 0, "batch_size": 2}
     assert record["metrics"]["LPIPS_drift"] == outcome.metrics["LPIPS_drift"]
+
+
+def test_engine_workers_plan_memory_with_their_share_of_the_host(pipeline):
+    """A lone pipeline has the device to itself; the engine's worker gets cpus_per_actor / host CPUs."""
+    import os
+
+    from guide_ray.engine.worker import default_pipeline_factory
+
+    assert pipeline.memory_share == 1.0
+    job = pipeline.job.model_copy(update={"resources": pipeline.job.resources.model_copy(update={"cpus_per_actor": 1.0})})
+    worker = default_pipeline_factory(job, "cpu")
+    assert worker.memory_share == pytest.approx(min(1.0, 1.0 / os.cpu_count()))

@@ -172,6 +172,9 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
         if isinstance(net, torch.nn.Module):
             timer.watch(stage, net)
     rng = torch.Generator(world.device).manual_seed(seed)
+    precision = contextlib.ExitStack()
+    for G in (G_u, world.G_s):                  # the default precision (speed.autocast 'auto'), as the loop runs it
+        precision.enter_context(reduced_precision(G, cfg.speed))
     try:
         for _ in range(2):                      # the first step warms allocators and caches; the second is timed
             timer.seconds.clear()
@@ -190,6 +193,7 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
             _sync(world.device)
             t2 = time.perf_counter()
     finally:
+        precision.close()
         timer.close()
     stages = dict(timer.seconds, backward=t1 - t0, optimiser=t2 - t1)
     stages["other"] = max(0.0, (t2 - start) - sum(stages.values()))

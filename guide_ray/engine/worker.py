@@ -72,10 +72,15 @@ class Placement:
 
 
 def default_pipeline_factory(job: JobSpec, device: str) -> PipelineLike:
-    """The real unlearning pipeline, imported only inside the worker process (torch lives there)."""
+    """The real unlearning pipeline, imported only inside the worker process (torch lives there); it plans
+    `micro_batch: auto` with this actor's share of the device (its neighbours run the same job)."""
+    import torch
+
+    from guide_ray.guide.memory import memory_share
     from guide_ray.pipeline import Pipeline
 
-    return Pipeline(job, device)
+    share = memory_share(torch.device(device), job.resources.gpus_per_actor, job.resources.cpus_per_actor)
+    return Pipeline(job, device, memory_share=share)
 
 
 def describe_exception(exc: BaseException) -> str:

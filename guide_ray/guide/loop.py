@@ -53,12 +53,14 @@ def trainable_parameters(G_u: UnlearnableGenerator) -> list[torch.nn.Parameter]:
 
 
 def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, cfg: GuideConfig, nets: LossNets, *,
-            rng: torch.Generator, on_step: StepHook | None = None) -> UnlearnResult:
+            rng: torch.Generator, on_step: StepHook | None = None, memory_share: float = 1.0) -> UnlearnResult:
     """Fine-tune G_u in place so that G_u renders w_u (and its neighbourhood) like G_s renders w_t.
 
     G_u: a copy of the pretrained generator, modified in place. G_s: the frozen original.
     w_u: [1, L, C] absolute W+ latent. rng: the only source of randomness (cameras, latents,
-    noise, depth samples). Raises FloatingPointError if the loss becomes non-finite.
+    noise, depth samples). memory_share: the share of the device's free memory this run may plan
+    `micro_batch: auto` with (guide.memory.memory_share). Raises FloatingPointError if the loss
+    becomes non-finite.
     """
     if G_u is G_s:
         raise ValueError("G_u must be a copy of G_s, not the same module")
@@ -73,7 +75,7 @@ def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, c
     cam = cfg.camera                                             # the frontal pose conditions EG3D's mapping (2D ignores it)
     c_front = frontal_camera(1, cam.look_at_point, cam.radius, cam.fov_deg, w_u.device)
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device),
+    result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device, share=memory_share),
                            autocast=resolve_autocast(cfg.speed, w_u.device))
     start = time.perf_counter()
     with contextlib.ExitStack() as switches:

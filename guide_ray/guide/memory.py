@@ -2,7 +2,10 @@
 
 One GUIDE step renders 1 + N_a + N_g latents through G_u with autograd (backbone, renderer, SR,
 LPIPS-VGG, IR-SE50). Its peak grows about linearly with the latents in one chunk, so the chunk
-size is free memory / per-latent cost, capped at the step's batch. The cost table holds what was
+size is this actor's share of the free memory / per-latent cost, capped at the step's batch. The
+share matters when several actors use one device: each measures the free memory when its first
+identity starts, before its neighbours have allocated, so without it every actor would plan for
+the whole device. The cost table holds what was
 measured; anything else is extrapolated from the output resolution, which drives the SR and the
 loss networks' activations. No Ray, no files beyond /proc/meminfo.
 """
@@ -10,6 +13,7 @@ loss networks' activations. No Ray, no files beyond /proc/meminfo.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +39,13 @@ class MicroBatchChoice:
     source: str                    # "config" or "auto"
     free_gib: float | None = None  # free device / host memory at resolution time (auto only)
     latent_gib: float | None = None
+    share: float = 1.0             # the share of free_gib this actor plans with (auto only)
 
     def record(self) -> dict[str, object]:
         return {"micro_batch": self.micro_batch, "batch": self.batch, "source": self.source,
                 "free_gib": None if self.free_gib is None else round(self.free_gib, 2),
-                "latent_gib": None if self.latent_gib is None else round(self.latent_gib, 3)}
+                "latent_gib": None if self.latent_gib is None else round(self.latent_gib, 3),
+                "share": round(self.share, 4)}
 
 
 def latent_cost_gib(G: torch.nn.Module) -> float:
@@ -76,6 +82,16 @@ def host_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise RuntimeError(f"{meminfo} has no MemAvailable line; set guide.micro_batch to a number")
 
 
+def memory_share(device: torch.device, gpus_per_actor: float, cpus_per_actor: float,
+                 host_cpus: int | None = None) -> float:
+    """The share of `device` one actor may plan with: its GPU fraction (Ray's gpus_per_actor, when below 1),
+    or on the CPU host its CPUs over the host's (that many actors fit beside it)."""
+    if device.type == "cuda":
+        return gpus_per_actor if 0 < gpus_per_actor < 1 else 1.0
+    cpus = host_cpus or os.cpu_count() or 1
+    return min(1.0, cpus_per_actor / cpus)
+
+
 def chunk_size(batch: int, free_gib: float, latent_gib: float) -> int:
     """The most latents of `latent_gib` each that fit HEADROOM × free_gib, between 1 and `batch`."""
     fits = math.floor(HEADROOM * free_gib / latent_gib)
@@ -83,14 +99,17 @@ def chunk_size(batch: int, free_gib: float, latent_gib: float) -> int:
 
 
 def resolve_micro_batch(cfg: GuideConfig, G: torch.nn.Module, device: torch.device,
-                        free_gib: float | None = None) -> MicroBatchChoice:
-    """cfg.micro_batch as a number: capped at the step's batch, or chosen from free memory for 'auto'.
+                        free_gib: float | None = None, share: float = 1.0) -> MicroBatchChoice:
+    """cfg.micro_batch as a number: capped at the step's batch, or chosen for 'auto' from `share` (0, 1]
+    of the free memory (memory_share: what this actor may plan with).
 
     `free_gib` overrides the measurement (tests, and callers that already measured).
     """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
     batch = cfg.batch_size
     if cfg.micro_batch != "auto":
         return MicroBatchChoice(min(cfg.micro_batch, batch), batch, "config")
     free = free_memory_gib(device) if free_gib is None else free_gib
     cost = latent_cost_gib(G)
-    return MicroBatchChoice(chunk_size(batch, free, cost), batch, "auto", free, cost)
+    return MicroBatchChoice(chunk_size(batch, share * free, cost), batch, "auto", free, cost, share)

@@ -82,7 +82,9 @@ def test_bench_throughput_then_scaling(tmp_path):
     run = _cli("throughput", "--out", str(tmp_path), "--actors", "1", "--identities", "1", "--iterations", "1",
                "--num-cpus", "2")
     assert run.returncode == 0, run.stderr
-    (one,) = json.loads((tmp_path / "throughput.json").read_text())["runs"]
+    record = json.loads((tmp_path / "throughput.json").read_text())
+    (one,) = record["runs"]
+    assert record["pretrained_statistics_s"] > 0 and list((tmp_path / "fid-cache").rglob("*.npz"))
     assert one["ok"] == 1 and 0 <= one["engine_overhead"] < 1 and one["iterations"] == 1
     assert one["overhead_in_identities"] + one["overhead_outside"] == pytest.approx(one["engine_overhead"], abs=2e-4)
     assert one["overhead_in_identities"] > 0 and one["overhead_outside"] > 0

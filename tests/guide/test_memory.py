@@ -7,7 +7,7 @@ import torch
 
 from guide_ray.config.guide import GuideConfig
 from guide_ray.guide.memory import (HEADROOM, LATENT_COST_GIB, chunk_size, host_available_bytes,
-                                    latent_cost_gib, resolve_micro_batch)
+                                    latent_cost_gib, memory_share, resolve_micro_batch)
 
 
 class FakeG(torch.nn.Module):
@@ -44,11 +44,26 @@ def test_resolve_records_the_choice():
     G = FakeG(512, 128)
     auto = resolve_micro_batch(GuideConfig(), G, torch.device("cpu"), free_gib=12.0)
     assert (auto.micro_batch, auto.batch, auto.source) == (2, 5, "auto")
-    assert auto.record() == {"micro_batch": 2, "batch": 5, "source": "auto", "free_gib": 12.0, "latent_gib": 3.6}
+    assert auto.record() == {"micro_batch": 2, "batch": 5, "source": "auto", "free_gib": 12.0, "latent_gib": 3.6,
+                             "share": 1.0}
     fixed = resolve_micro_batch(GuideConfig(micro_batch=8, n_adj=1), G, torch.device("cpu"))
     assert (fixed.micro_batch, fixed.batch, fixed.source, fixed.free_gib) == (4, 4, "config", None)
     measured = resolve_micro_batch(GuideConfig(), FakeG(128, 32), torch.device("cpu"))
     assert 1 <= measured.micro_batch <= 5 and measured.free_gib > 0
+
+
+def test_an_actor_plans_with_its_share_of_the_device():
+    """Two actors on one 24 GiB host (or a quarter GPU each) must not both plan for the whole memory."""
+    G = FakeG(512, 128)
+    alone = resolve_micro_batch(GuideConfig(), G, torch.device("cpu"), free_gib=20.0)
+    half = resolve_micro_batch(GuideConfig(), G, torch.device("cpu"), free_gib=20.0, share=0.5)
+    assert (alone.micro_batch, half.micro_batch) == (4, 2) and half.record()["share"] == 0.5
+    assert memory_share(torch.device("cpu"), 0, cpus_per_actor=1, host_cpus=2) == 0.5
+    assert memory_share(torch.device("cpu"), 0, cpus_per_actor=4, host_cpus=2) == 1.0
+    assert memory_share(torch.device("cuda"), 0.25, cpus_per_actor=1) == 0.25
+    assert memory_share(torch.device("cuda"), 1, cpus_per_actor=1) == 1.0
+    with pytest.raises(ValueError, match="share must be in"):
+        resolve_micro_batch(GuideConfig(), G, torch.device("cpu"), free_gib=20.0, share=0)
 
 
 def test_config_refuses_a_zero_or_unknown_micro_batch():
