@@ -33,9 +33,9 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
-## make bench: step speed on tiny, ours vs the official-order reference (see benchmarks/README.md)
+## make bench: step speed on the shipped world, ours vs the official-order reference (see benchmarks/README.md)
 bench: install
-	$(VENV)/bin/guide-ray bench step --preset tiny --steps 5 --options ours,bf16 --out runs/bench
+	$(VENV)/bin/guide-ray bench step --preset world --steps 5 --options ours,fp32 --out runs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

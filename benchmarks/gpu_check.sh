@@ -47,12 +47,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT/nvidia-smi.txt"
 if [ "$SMOKE" = 1 ]; then
   PRESET=tiny; STEPS=1; K=1,2; NETS=standin
   DEVICE=$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-  OPTIONS=ours,bf16,channels_last,grad_checkpoint
+  OPTIONS=ours,fp32,bf16,channels_last,grad_checkpoint
   MEMORY=reference,ours,micro_batch=1
   [ "$DEVICE" = cuda ] && OPTIONS=$OPTIONS,tf32
 else
   PRESET=ffhq512-128; STEPS=3; K=1,4,8; NETS=random-real; DEVICE=cuda
-  OPTIONS=ours,tf32,bf16,channels_last,grad_checkpoint,micro_batch=1
+  OPTIONS=ours,fp32,tf32,bf16,channels_last,grad_checkpoint,micro_batch=1
   MEMORY=reference,ours,micro_batch=1,grad_checkpoint
   [ "${GUIDE_RAY_GPU_CHECK_COMPILE:-0}" = 1 ] && OPTIONS=$OPTIONS,compile
 fi
