@@ -115,7 +115,9 @@ def plan_verify(run_dir: Path, options: VerifyOptions) -> VerifyPlan:
     """Items to verify; ConfigError for an unknown identity or a row verified under other settings."""
     job = load_run_job(run_dir)
     spec = verify_spec(job, options)
-    _, items = keyed_items(job)
+    keying, items = keyed_items(job)
+    for err in keying.errors:              # rows the run could not key either: said, as `run` says them
+        log.error("%s", escape(err))
     by_id = {item.identity_id: item for item in items}
     unknown = [i for i in options.identities if i not in by_id]
     if unknown:

@@ -183,3 +183,24 @@ def test_the_psp_file_is_in_the_stylegan2_ffhq1024_run_key(tmp_path: Path, monke
     (weights / "psp_ffhq_encode.pt").unlink()
     with pytest.raises(WeightsMissing, match="psp_ffhq_encode.pt"):
         plan(job, RunOptions())
+
+
+def test_verify_says_which_manifest_rows_it_cannot_key(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A manifest row the run rejected is named again when the run is verified, not dropped silently."""
+    import logging
+
+    from guide_ray.config.manifest import ManifestRow, write_manifest
+    from guide_ray.engine.verify import VerifyOptions, plan_verify
+
+    rows = [ManifestRow(identity_id="ok-0", scenario="random", seed=1),
+            ManifestRow(identity_id="bad-1", scenario="random", seed=2, overrides={"d": -5.0})]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    job = _absolute_dirs(_job(tmp_path, manifest=str(manifest)))
+    with ownership.own(job.run_dir):
+        p = plan(job, RunOptions())
+        write_run_records(job, p)
+    assert [i.identity_id for i in p.todo] == ["ok-0"] and len(p.errors) == 1
+    with caplog.at_level(logging.ERROR, logger="guide_ray.engine.verify"):
+        the_plan = plan_verify(job.run_dir, VerifyOptions(threshold=0.5))
+    assert the_plan.unavailable == ["ok-0"]                      # no result row yet
+    assert any("bad-1" in r.getMessage() for r in caplog.records if r.name == "guide_ray.engine.verify")
