@@ -20,7 +20,7 @@ import torch
 
 from guide_ray.bench.world import StepWorld
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import compiled_synthesis, cuda_flags, grad_checkpointing, reduced_precision, to_channels_last
+from guide_ray.guide.fast import cuda_flags, step_switches, to_channels_last
 from guide_ray.guide.losses import guide_losses
 from guide_ray.guide.memory import resolve_micro_batch
 from guide_ray.guide.reference import reference_step
@@ -83,10 +83,7 @@ def make_variant(world: StepWorld, name: str) -> Variant:
         G_s = copy.deepcopy(G_s)                      # its switches must not reach the other variants' G_s
     if cfg.speed.channels_last:
         to_channels_last(G_u, G_s)
-    variant.stack.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
-    for G in (G_u, G_s):
-        variant.stack.enter_context(reduced_precision(G, cfg.speed))
-    variant.stack.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
+    variant.stack.enter_context(step_switches(G_u, G_s, cfg))
     micro_batch = resolve_micro_batch(cfg, G_u, device).micro_batch
     variant.micro_batch = None if name == REFERENCE else micro_batch
 
@@ -172,9 +169,8 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
         if isinstance(net, torch.nn.Module):
             timer.watch(stage, net)
     rng = torch.Generator(world.device).manual_seed(seed)
-    precision = contextlib.ExitStack()
-    for G in (G_u, world.G_s):                  # the default precision (speed.autocast 'auto'), as the loop runs it
-        precision.enter_context(reduced_precision(G, cfg.speed))
+    switches = contextlib.ExitStack()
+    switches.enter_context(step_switches(G_u, world.G_s, cfg))     # the default precision, as the loop runs it
     try:
         for _ in range(2):                      # the first step warms allocators and caches; the second is timed
             timer.seconds.clear()
@@ -193,7 +189,7 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
             _sync(world.device)
             t2 = time.perf_counter()
     finally:
-        precision.close()
+        switches.close()
         timer.close()
     stages = dict(timer.seconds, backward=t1 - t0, optimiser=t2 - t1)
     stages["other"] = max(0.0, (t2 - start) - sum(stages.values()))

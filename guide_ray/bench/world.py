@@ -54,10 +54,9 @@ def build_nets(kind: Nets, device: torch.device) -> LossNets:
         from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
     if kind == "world":
-        from guide_ray.world.nets import WorldIdentity, WorldPerceptual
+        from guide_ray.world.nets import world_loss_nets
         from guide_ray.world.shipped import load_identity_net, world_source
-        id_loss = load_identity_net("id_loss", world_source(None)).to(device)
-        return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))
+        return world_loss_nets(load_identity_net("id_loss", world_source(None)).to(device))
     import torchvision
 
     from guide_ray.models.nets.identity import IRSE50Identity

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from guide_ray.config.guide import SpeedConfig
+from guide_ray.config.guide import GuideConfig, SpeedConfig
 
 CHECKPOINTED = ("renderer", "superresolution")   # EG3D's activation-heavy stages behind the tri-planes
 
@@ -143,6 +143,18 @@ def reduced_precision(G: nn.Module, speed: SpeedConfig) -> Iterator[None]:
             return _as_fp32(inner(*args, **kwargs))
 
     with patched(owner, name, run):
+        yield
+
+
+@contextlib.contextmanager
+def step_switches(G_u: nn.Module, G_s: nn.Module, cfg: GuideConfig) -> Iterator[None]:
+    """Every module-patching switch of cfg for the block, in one order: G_u's checkpointing, both
+    generators' reduced precision, then G_u's compile (which so compiles the patched stages)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
+        for G in (G_u, G_s):
+            stack.enter_context(reduced_precision(G, cfg.speed))
+        stack.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
         yield
 
 

@@ -8,7 +8,6 @@ every buffer stay bit-identical, though gradients flow through them. Any `Unlear
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -18,8 +17,7 @@ import torch
 from torch import Tensor
 
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import (compiled_synthesis, grad_checkpointing, reduced_precision, resolve_autocast,
-                                  to_channels_last)
+from guide_ray.guide.fast import resolve_autocast, step_switches, to_channels_last
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.losses import LossParts
 from guide_ray.guide.memory import MicroBatchChoice, resolve_micro_batch
@@ -78,11 +76,7 @@ def unlearn(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_u: Tensor, c
     result = UnlearnResult(w_u=w_u, w_t=w_t, micro_batch=resolve_micro_batch(cfg, G_u, w_u.device, share=memory_share),
                            autocast=resolve_autocast(cfg.speed, w_u.device))
     start = time.perf_counter()
-    with contextlib.ExitStack() as switches:
-        switches.enter_context(grad_checkpointing(G_u, enabled=cfg.grad_checkpoint))
-        for G in (G_u, G_s):
-            switches.enter_context(reduced_precision(G, cfg.speed))
-        switches.enter_context(compiled_synthesis(G_u, enabled=cfg.speed.compile))
+    with step_switches(G_u, G_s, cfg):
         for step in range(cfg.iterations):
             c = step_camera(cfg.camera, rng, w_u.device)
             latents = sample_step_latents(cfg, w_u, w_t, G_s, c_front, rng)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from guide_ray.models.nets.base import FrozenNet
+from guide_ray.models.nets.base import FrozenNet, LossNets
 from guide_ray.world.idnet import EMBED_DIM, CHANNELS, WorldIdentityNet, fid_features, perceptual_distance
 
 
@@ -58,3 +58,8 @@ class WorldFidFeatures(FrozenNet):
             raise ValueError(f"expected uint8 [B, 3, H, W] images, got {images.dtype} {tuple(images.shape)}")
         x = images.to(next(self.net.parameters()).device).float() / 127.5 - 1
         return fid_features(self.net, x).float().cpu()
+
+
+def world_loss_nets(id_loss: WorldIdentityNet) -> LossNets:
+    """GUIDE's loss networks in the world: its LPIPS and its ID loss, both on the `id_loss` network."""
+    return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from guide_ray.config.guide import GuideConfig
-from guide_ray.guide.fast import grad_checkpointing, reduced_precision
+from guide_ray.guide.fast import step_switches
 from guide_ray.guide.loop import trainable_parameters
 from guide_ray.guide.sampling import StepLatents, sample_step_latents
 from guide_ray.guide.step import accumulate_step
@@ -67,8 +67,7 @@ def run_step(setup: Setup, cfg: GuideConfig, nets: LossNets | None = None, micro
     G_u.train()
     nets = nets or LossNets(StandInPerceptual(), StandInIdentity())
     rng = torch.Generator(setup.c.device).manual_seed(rng_seed)
-    with grad_checkpointing(G_u, enabled=cfg.grad_checkpoint), reduced_precision(G_u, cfg.speed), \
-            reduced_precision(setup.G_s, cfg.speed):
+    with step_switches(G_u, setup.G_s, cfg):
         parts = accumulate_step(G_u, setup.G_s, setup.latents, setup.c, cfg, nets, rng,
                                 micro_batch or len(setup.latents.w_src))
     grads = [p.grad.detach().cpu().clone() for p in params]

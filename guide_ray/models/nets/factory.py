@@ -32,10 +32,9 @@ def build_loss_nets(backend: str, weights_dir: Path | str, device: torch.device 
     if nets == "stand-in":
         return LossNets(StandInPerceptual().to(device), StandInIdentity().to(device))
     if nets == "world":
-        from guide_ray.world.nets import WorldIdentity, WorldPerceptual
+        from guide_ray.world.nets import world_loss_nets
         from guide_ray.world.shipped import load_identity_net, world_source
-        id_loss = load_identity_net("id_loss", world_source(weights_dir)).to(device)
-        return LossNets(WorldPerceptual(id_loss), WorldIdentity(id_loss, "id_loss"))
+        return world_loss_nets(load_identity_net("id_loss", world_source(weights_dir)).to(device))
     perceptual = LpipsVGG(weight_registry.resolve_file(weight_registry.VGG16.name, weights_dir)).to(device)
     identity = IRSE50Identity.from_file(weight_registry.resolve_file(weight_registry.IR_SE50.name, weights_dir)).to(device)
     return LossNets(perceptual, identity)
