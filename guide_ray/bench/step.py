@@ -39,21 +39,28 @@ OPTIONS: dict[str, dict] = {
     "grad_checkpoint": {"grad_checkpoint": True},
     "micro_batch=1": {"micro_batch": 1},
     "micro_batch=2": {"micro_batch": 2},
-    "micro_batch=1+grad_checkpoint": {"micro_batch": 1, "grad_checkpoint": True},
     "no_inference_mode": {"speed": {"target_inference_mode": False}},
 }
 REFERENCE = "reference"
+# the reference variants: the official one backward over the summed loss, and the same step with a backward
+# per term (one term's graph alive at a time) for hosts where the official peak does not fit
+REFERENCES: dict[str, str] = {REFERENCE: "sum", "reference-per-term": "per_term"}
 STAGES = {"mapping": "backbone.mapping", "backbone": "backbone.synthesis", "renderer": "renderer",
           "SR": "superresolution"}
 
 
 def option_config(name: str, base: GuideConfig | None = None) -> GuideConfig:
-    """The GuideConfig of a named option (the defaults plus its switches)."""
-    if name not in OPTIONS:
-        raise ValueError(f"unknown option {name!r}; choose from {', '.join([REFERENCE, *OPTIONS])}")
+    """The GuideConfig of a named option: the defaults plus its switches, several joined by '+'
+    (e.g. "bf16+channels_last"); a reference runs the defaults' losses in the official order."""
+    if name in REFERENCES:
+        return base or GuideConfig()
     merged = (base or GuideConfig()).model_dump()
-    for key, value in OPTIONS[name].items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    for part in name.split("+"):
+        if part not in OPTIONS:
+            raise ValueError(f"unknown option {part!r} in {name!r}; choose from {', '.join([*REFERENCES, *OPTIONS])} "
+                             "(join several with '+')")
+        for key, value in OPTIONS[part].items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
     return GuideConfig.model_validate(merged)
 
 
@@ -70,33 +77,36 @@ class Variant:
     cfg: GuideConfig
     run: Callable[[torch.Generator], float]
     times: list[float] = field(default_factory=list)
-    micro_batch: int | None = None     # the resolved chunk size (None: the reference step, unchunked)
+    micro_batch: int | None = None     # the resolved chunk size (None: a reference step, unchunked)
+    G_u: torch.nn.Module | None = None
+    losses: list[float] = field(default_factory=list)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 def make_variant(world: StepWorld, name: str) -> Variant:
-    cfg = GuideConfig() if name == REFERENCE else option_config(name)
+    cfg = option_config(name)
     G_u, opt = world.trainable_copy()
     G_s, device = world.G_s, world.device
-    variant = Variant(name, cfg, run=lambda rng: 0.0)
+    variant = Variant(name, cfg, run=lambda rng: 0.0, G_u=G_u)
     if cfg.speed.channels_last or cfg.speed.autocast != "off":
         G_s = copy.deepcopy(G_s)                      # its switches must not reach the other variants' G_s
     if cfg.speed.channels_last:
         to_channels_last(G_u, G_s)
     variant.stack.enter_context(step_switches(G_u, G_s, cfg))
     micro_batch = resolve_micro_batch(cfg, G_u, device).micro_batch
-    variant.micro_batch = None if name == REFERENCE else micro_batch
+    variant.micro_batch = None if name in REFERENCES else micro_batch
 
     def run(rng: torch.Generator) -> float:
         c = step_camera(cfg.camera, rng, device)
         latents = sample_step_latents(cfg, world.w_u, world.w_t, G_s, world.c_front, rng)
         opt.zero_grad(set_to_none=True)
-        if name == REFERENCE:
-            loss = reference_step(G_u, G_s, latents, c, cfg, world.nets, rng)
+        if name in REFERENCES:
+            loss = reference_step(G_u, G_s, latents, c, cfg, world.nets, rng, backward=REFERENCES[name])
         else:
             with cuda_flags(cfg.speed):
                 loss = accumulate_step(G_u, G_s, latents, c, cfg, world.nets, rng, micro_batch).total
         opt.step()
+        variant.losses.append(loss)
         return loss
 
     variant.run = run
@@ -123,10 +133,10 @@ def time_variants(world: StepWorld, names: list[str], steps: int, seed: int = 0,
     return variants
 
 
-def summarize(variants: list[Variant]) -> dict[str, dict[str, object]]:
-    """Median seconds per step of each variant and its speed-up over the reference (if timed)."""
+def summarize(variants: list[Variant], reference: str = REFERENCE) -> dict[str, dict[str, object]]:
+    """Median seconds per step of each variant and its speed-up over `reference` (if timed)."""
     medians = {v.name: statistics.median(v.times) for v in variants}
-    ref = medians.get(REFERENCE)
+    ref = medians.get(reference)
     return {name: {"median_s": round(m, 4), "times_s": [round(t, 4) for t in v.times],
                    "speedup_vs_reference": None if ref is None else round(ref / m, 3)}
             for (name, m), v in zip(medians.items(), variants)}

@@ -7,7 +7,9 @@ share matters when several actors use one device: each measures the free memory 
 identity starts, before its neighbours have allocated, so without it every actor would plan for
 the whole device. The cost table holds what was
 measured; anything else is extrapolated from the output resolution, which drives the SR and the
-loss networks' activations. No Ray, no files beyond /proc/meminfo.
+loss networks' activations. On the CPU host a chunk is also kept under CPU_CHUNK_GIB: there, past a
+few GiB of activations, bigger chunks only cost memory and time (benchmarks/RESULTS.md, section 2).
+No Ray, no files beyond /proc/meminfo.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ GIB = 2 ** 30
 LATENT_COST_GIB: dict[tuple[int, int | None], float] = {(512, 128): 3.6}
 GIB_PER_OUTPUT_MEGAPIXEL = 3.6 / (512 * 512 / 1e6)   # the measured row, per megapixel of output, for the rest
 HEADROOM = 0.8       # use at most this share of the free memory (weights, G_s, allocator slack live there)
+# The most GiB of activations one chunk is planned with on the CPU host. Measured on 2 cores (2026-12-01,
+# benchmarks/RESULTS.md): on ffhq512-128 a chunk of 1 latent (3.6 GiB) ran the step at 1.16x the official-order
+# reference, one of 2 at 0.92x (per image, its convolutions and ray marching run slower at batch 2: the
+# activations outgrow the caches), the first step took 145 s with 4; the world (0.2 GiB per latent) runs
+# one batch of 5 faster than chunks of 1 (0.57 vs 0.77 s).
+CPU_CHUNK_GIB = 4.0
 
 
 @dataclass(frozen=True)
@@ -40,12 +48,13 @@ class MicroBatchChoice:
     free_gib: float | None = None  # free device / host memory at resolution time (auto only)
     latent_gib: float | None = None
     share: float = 1.0             # the share of free_gib this actor plans with (auto only)
+    cap_gib: float | None = None   # the per-chunk cap it also obeyed (auto on the CPU host only)
 
     def record(self) -> dict[str, object]:
         return {"micro_batch": self.micro_batch, "batch": self.batch, "source": self.source,
                 "free_gib": None if self.free_gib is None else round(self.free_gib, 2),
                 "latent_gib": None if self.latent_gib is None else round(self.latent_gib, 3),
-                "share": round(self.share, 4)}
+                "share": round(self.share, 4), "cap_gib": self.cap_gib}
 
 
 def latent_cost_gib(G: torch.nn.Module) -> float:
@@ -92,16 +101,17 @@ def memory_share(device: torch.device, gpus_per_actor: float, cpus_per_actor: fl
     return min(1.0, cpus_per_actor / cpus)
 
 
-def chunk_size(batch: int, free_gib: float, latent_gib: float) -> int:
-    """The most latents of `latent_gib` each that fit HEADROOM × free_gib, between 1 and `batch`."""
-    fits = math.floor(HEADROOM * free_gib / latent_gib)
+def chunk_size(batch: int, free_gib: float, latent_gib: float, cap_gib: float | None = None) -> int:
+    """The most latents of `latent_gib` each that fit HEADROOM × free_gib (and `cap_gib`), between 1 and `batch`."""
+    budget = HEADROOM * free_gib if cap_gib is None else min(HEADROOM * free_gib, cap_gib)
+    fits = math.floor(budget / latent_gib)
     return max(1, min(batch, fits))
 
 
 def resolve_micro_batch(cfg: GuideConfig, G: torch.nn.Module, device: torch.device,
                         free_gib: float | None = None, share: float = 1.0) -> MicroBatchChoice:
     """cfg.micro_batch as a number: capped at the step's batch, or chosen for 'auto' from `share` (0, 1]
-    of the free memory (memory_share: what this actor may plan with).
+    of the free memory (memory_share: what this actor may plan with), on the CPU host at most CPU_CHUNK_GIB.
 
     `free_gib` overrides the measurement (tests, and callers that already measured).
     """
@@ -112,4 +122,5 @@ def resolve_micro_batch(cfg: GuideConfig, G: torch.nn.Module, device: torch.devi
         return MicroBatchChoice(min(cfg.micro_batch, batch), batch, "config")
     free = free_memory_gib(device) if free_gib is None else free_gib
     cost = latent_cost_gib(G)
-    return MicroBatchChoice(chunk_size(batch, share * free, cost), batch, "auto", free, cost, share)
+    cap = CPU_CHUNK_GIB if device.type == "cpu" else None
+    return MicroBatchChoice(chunk_size(batch, share * free, cost, cap), batch, "auto", free, cost, share, cap)

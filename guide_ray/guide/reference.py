@@ -5,11 +5,14 @@ adjacency pair, the tri-planes of G_u and G_s from a separate backbone pass (`ge
 a full render of each (`synthesis`, new noise), LPIPS and ID; for each global latent a render of
 each generator and LPIPS. G_s runs as the official `g_source`: in train mode, outside no_grad
 (its parameters are frozen, so no graph is kept). fp32, no chunks, one backward over the summed
-loss. The latents and camera come from the caller (guide.sampling), so both steps see the same
+loss (or one per term where that peak does not fit the host: reference_step). The latents and camera come from the caller (guide.sampling), so both steps see the same
 ones; the random draws of the renders come from `rng`, in this order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,8 @@ from guide_ray.config.guide import GuideConfig, LossWeights
 from guide_ray.guide.generator import UnlearnableGenerator
 from guide_ray.guide.sampling import StepLatents
 from guide_ray.models.nets.base import LossNets, identity_loss
+
+Backward = Literal["sum", "per_term"]
 
 
 def _planes(G: UnlearnableGenerator, w: Tensor, c: Tensor, noise_mode: str, rng: torch.Generator) -> Tensor:
@@ -40,37 +45,49 @@ def _pair(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, w_src: Tensor, w
             + weights.lambda_id * identity_loss(nets.identity, img_u, img_t).mean())
 
 
-def reference_loss(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: StepLatents, c: Tensor,
-                   cfg: GuideConfig, nets: LossNets, rng: torch.Generator) -> Tensor:
-    """The step's summed loss (graph into G_u), latent by latent; c: the step's camera [1, 25]."""
+def reference_terms(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: StepLatents, c: Tensor,
+                    cfg: GuideConfig, nets: LossNets, rng: torch.Generator) -> Iterator[Tensor]:
+    """The step's weighted loss terms (graph into G_u) in the official order, one per local, adjacency and
+    global latent, each rendered only when asked for; c: the step's camera [1, 25]."""
     was_training = G_s.training
     G_s.train()
     try:
-        loss = c.new_zeros(())
-        rows = [w[:, None] for w in (latents.w_src, latents.w_tgt)]       # [B, 1, L, C]: one latent per call
-        src, tgt = rows
+        src, tgt = (w[:, None] for w in (latents.w_src, latents.w_tgt))    # [B, 1, L, C]: one latent per call
         if latents.n_local:
-            loss = loss + _pair(G_u, G_s, src[0], tgt[0], c, cfg.local_weights, cfg, nets, rng)
+            yield _pair(G_u, G_s, src[0], tgt[0], c, cfg.local_weights, cfg, nets, rng)
         n_pair = latents.n_local + latents.n_adj
-        if latents.n_adj:
-            adj = sum(_pair(G_u, G_s, src[i], tgt[i], c, cfg.adj_weights, cfg, nets, rng)
-                      for i in range(latents.n_local, n_pair))
-            loss = loss + cfg.lambda_adj * adj
-        if latents.n_global:
-            glob_ = c.new_zeros(())
-            for i in range(n_pair, n_pair + latents.n_global):
-                img_u = G_u.synthesis(src[i], c, noise_mode=cfg.noise_mode, generator=rng)["image"]
-                img_s = G_s.synthesis(tgt[i], c, noise_mode=cfg.noise_mode, generator=rng)["image"]
-                glob_ = glob_ + nets.perceptual(img_u, img_s).mean()
-            loss = loss + cfg.lambda_global * glob_
-        return loss
+        for i in range(latents.n_local, n_pair):
+            yield cfg.lambda_adj * _pair(G_u, G_s, src[i], tgt[i], c, cfg.adj_weights, cfg, nets, rng)
+        for i in range(n_pair, n_pair + latents.n_global):
+            img_u = G_u.synthesis(src[i], c, noise_mode=cfg.noise_mode, generator=rng)["image"]
+            img_s = G_s.synthesis(tgt[i], c, noise_mode=cfg.noise_mode, generator=rng)["image"]
+            yield cfg.lambda_global * nets.perceptual(img_u, img_s).mean()
     finally:
         G_s.train(was_training)
 
 
+def reference_loss(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: StepLatents, c: Tensor,
+                   cfg: GuideConfig, nets: LossNets, rng: torch.Generator) -> Tensor:
+    """The step's summed loss (graph into G_u), latent by latent; c: the step's camera [1, 25]."""
+    return sum(reference_terms(G_u, G_s, latents, c, cfg, nets, rng), c.new_zeros(()))
+
+
 def reference_step(G_u: UnlearnableGenerator, G_s: UnlearnableGenerator, latents: StepLatents, c: Tensor,
-                   cfg: GuideConfig, nets: LossNets, rng: torch.Generator) -> float:
-    """Forward and the one backward of the official step; G_u's .grad holds its gradient. → the loss."""
-    loss = reference_loss(G_u, G_s, latents, c, cfg, nets, rng)
-    loss.backward()
-    return loss.item()
+                   cfg: GuideConfig, nets: LossNets, rng: torch.Generator, backward: Backward = "sum") -> float:
+    """Forward and backward of the official step; G_u's .grad holds its gradient. → the loss.
+
+    backward "sum" is the official one backward over the summed loss (all five renders' graphs alive at
+    once); "per_term" calls backward after each term instead: the same renders in the same order and the
+    same gradient, with one term's graph alive at a time, for hosts where the official peak does not fit.
+    """
+    if backward == "sum":
+        loss = reference_loss(G_u, G_s, latents, c, cfg, nets, rng)
+        loss.backward()
+        return loss.item()
+    if backward != "per_term":
+        raise ValueError(f"backward must be 'sum' or 'per_term', got {backward!r}")
+    total = 0.0
+    for term in reference_terms(G_u, G_s, latents, c, cfg, nets, rng):
+        term.backward()
+        total += term.item()
+    return total

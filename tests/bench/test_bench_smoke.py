@@ -15,6 +15,7 @@ import torch
 from guide_ray.bench import step
 from guide_ray.bench.report import write_outputs
 from guide_ray.bench.world import build_world
+from guide_ray.config.guide import GuideConfig
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -34,8 +35,13 @@ def test_options_are_guide_configs():
     assert step.option_config("bf16").speed.autocast == "bf16"
     assert step.option_config("micro_batch=1+grad_checkpoint").micro_batch == 1
     assert step.option_config("ours") == step.option_config("ours") and step.option_config("ours").micro_batch == "auto"
+    assert step.option_config("reference-per-term") == GuideConfig()
+    both = step.option_config("bf16+channels_last")
+    assert (both.speed.autocast, both.speed.channels_last, both.micro_batch) == ("bf16", True, "auto")
     with pytest.raises(ValueError, match="unknown option 'fp8'"):
         step.option_config("fp8")
+    with pytest.raises(ValueError, match="unknown option 'fp8' in 'bf16\\+fp8'"):
+        step.option_config("bf16+fp8")
 
 
 def test_step_variants_see_the_same_cameras_and_latents():
@@ -46,6 +52,17 @@ def test_step_variants_see_the_same_cameras_and_latents():
     assert set(summary) == {"reference", "ours"} and summary["reference"]["speedup_vs_reference"] == 1.0
     assert all(len(v["times_s"]) == 1 and v["median_s"] > 0 for v in summary.values())
     assert variants[1].micro_batch == 5 and variants[0].micro_batch is None
+
+
+def test_the_per_term_reference_is_the_reference_one_term_at_a_time():
+    """The low-memory reference renders the same images in the same order: same loss and the same update."""
+    world = build_world("tiny", "cpu", "standin")
+    variants = step.time_variants(world, ["reference-per-term", step.REFERENCE], steps=1, warmup=0)
+    summary = step.summarize(variants, reference="reference-per-term")
+    assert summary["reference-per-term"]["speedup_vs_reference"] == 1.0 and variants[0].micro_batch is None
+    assert variants[0].losses == pytest.approx(variants[1].losses, rel=1e-6) and variants[0].losses[0] > 0
+    per_term, whole = (dict(v.G_u.named_parameters()) for v in variants)
+    assert all(torch.allclose(per_term[k], whole[k], atol=1e-6) for k in whole)
 
 
 def test_world_preset_is_the_shipped_world_with_its_loss_networks():

@@ -17,8 +17,9 @@ from guide_ray.models.nets.base import LossNets
 from guide_ray.models.nets.standin import StandInIdentity, StandInPerceptual
 
 
+@pytest.mark.parametrize("backward", ["sum", "per_term"])
 @pytest.mark.parametrize("variant", [{}, {"loss_local": False}, {"loss_global": False, "n_adj": 1}])
-def test_reference_step_equals_our_step(monkeypatch, variant):
+def test_reference_step_equals_our_step(monkeypatch, variant, backward):
     monkeypatch.setattr(rendering, "_uniform", lambda shape, *, device, generator: torch.full(shape, 0.5, device=device))
     cfg = GuideConfig(noise_mode="const", lambda_adj=0.7, lambda_global=1.3, speed=SpeedConfig(autocast="off"), **variant)
     setup = make_setup(cfg)
@@ -27,7 +28,16 @@ def test_reference_step_equals_our_step(monkeypatch, variant):
     params = trainable_parameters(G_u)
     G_u.train()
     nets = LossNets(StandInPerceptual(), StandInIdentity())
-    loss = reference_step(G_u, setup.G_s, setup.latents, setup.c, cfg, nets, torch.Generator().manual_seed(1))
+    loss = reference_step(G_u, setup.G_s, setup.latents, setup.c, cfg, nets, torch.Generator().manual_seed(1),
+                          backward=backward)
     assert not setup.G_s.training                                     # official train mode only during the step
     assert loss == pytest.approx(ours.total, abs=1e-5, rel=1e-5) and loss > 1e-4
     assert_grads_close([p.grad for p in params], ours.grads, atol=1e-5, rtol=1e-3)
+
+
+def test_reference_step_refuses_an_unknown_backward():
+    cfg = GuideConfig(noise_mode="const", speed=SpeedConfig(autocast="off"))
+    setup = make_setup(cfg)
+    nets = LossNets(StandInPerceptual(), StandInIdentity())
+    with pytest.raises(ValueError, match="backward must be"):
+        reference_step(setup.G_u, setup.G_s, setup.latents, setup.c, cfg, nets, torch.Generator(), backward="once")
