@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from guide_ray.guide.losses import guide_losses
 from guide_ray.guide.memory import resolve_micro_batch
 from guide_ray.guide.reference import reference_step
 from guide_ray.guide.sampling import sample_step_latents, step_camera
-from guide_ray.guide.step import accumulate_step
+from guide_ray.guide.step import accumulate_step, chunks
 
 # name → the GuideConfig switches of that variant ("ours" = the defaults; "reference" = official order)
 OPTIONS: dict[str, dict] = {
@@ -37,8 +38,6 @@ OPTIONS: dict[str, dict] = {
     "channels_last": {"speed": {"channels_last": True}},
     "compile": {"speed": {"compile": True}},
     "grad_checkpoint": {"grad_checkpoint": True},
-    "micro_batch=1": {"micro_batch": 1},
-    "micro_batch=2": {"micro_batch": 2},
     "no_inference_mode": {"speed": {"target_inference_mode": False}},
 }
 REFERENCE = "reference"
@@ -56,10 +55,12 @@ def option_config(name: str, base: GuideConfig | None = None) -> GuideConfig:
         return base or GuideConfig()
     merged = (base or GuideConfig()).model_dump()
     for part in name.split("+"):
-        if part not in OPTIONS:
-            raise ValueError(f"unknown option {part!r} in {name!r}; choose from {', '.join([*REFERENCES, *OPTIONS])} "
-                             "(join several with '+')")
-        for key, value in OPTIONS[part].items():
+        chunk = re.fullmatch(r"micro_batch=([1-9][0-9]*)", part)
+        switches = {"micro_batch": int(chunk[1])} if chunk else OPTIONS.get(part)
+        if switches is None:
+            raise ValueError(f"unknown option {part!r} in {name!r}; choose from {', '.join([*REFERENCES, *OPTIONS])}, "
+                             "micro_batch=K (join several with '+')")
+        for key, value in switches.items():
             merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
     return GuideConfig.model_validate(merged)
 
@@ -165,11 +166,13 @@ class StageTimer:
             h.remove()
 
 
-def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
-    """Seconds per stage of one default step at full batch: mapping, backbone, renderer, SR, the loss
-    networks, backward, optimiser, and `other` (sampling, loss arithmetic, hook overhead)."""
-    cfg = GuideConfig()
+def profile_step(world: StepWorld, seed: int = 0, cfg: GuideConfig | None = None) -> dict[str, float]:
+    """Seconds per stage of one step of `cfg` (default: the defaults), in its chunks: mapping, backbone,
+    renderer, SR, the loss networks, backward, optimiser, and `other` (sampling, loss arithmetic, hook
+    overhead); `micro_batch` says which chunk size ran."""
+    cfg = cfg or GuideConfig()
     G_u, opt = world.trainable_copy()
+    micro_batch = resolve_micro_batch(cfg, G_u, world.device).micro_batch
     timer = StageTimer(world.device)
     for G in (G_u, world.G_s):
         for stage, path in STAGES.items():
@@ -184,16 +187,19 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
     try:
         for _ in range(2):                      # the first step warms allocators and caches; the second is timed
             timer.seconds.clear()
+            backward = 0.0
             _sync(world.device)
             start = time.perf_counter()
             c = step_camera(cfg.camera, rng, world.device)
             latents = sample_step_latents(cfg, world.w_u, world.w_t, world.G_s, world.c_front, rng)
             opt.zero_grad(set_to_none=True)
-            loss, _ = guide_losses(G_u, world.G_s, latents, c, cfg, world.nets, rng)
-            _sync(world.device)
-            t0 = time.perf_counter()
-            loss.backward()
-            _sync(world.device)
+            for part in chunks(latents, micro_batch):
+                loss, _ = guide_losses(G_u, world.G_s, part, c, cfg, world.nets, rng)
+                _sync(world.device)
+                t0 = time.perf_counter()
+                loss.backward()
+                _sync(world.device)
+                backward += time.perf_counter() - t0
             t1 = time.perf_counter()
             opt.step()
             _sync(world.device)
@@ -201,7 +207,7 @@ def profile_step(world: StepWorld, seed: int = 0) -> dict[str, float]:
     finally:
         switches.close()
         timer.close()
-    stages = dict(timer.seconds, backward=t1 - t0, optimiser=t2 - t1)
+    stages = dict(timer.seconds, backward=backward, optimiser=t2 - t1)
     stages["other"] = max(0.0, (t2 - start) - sum(stages.values()))
     stages["total"] = t2 - start
-    return {k: round(v, 4) for k, v in stages.items()}
+    return {**{k: round(v, 4) for k, v in stages.items()}, "micro_batch": micro_batch}

@@ -46,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str
                            "backward per term (the same renders and gradient, one term's graph alive at a time: "
                            "for hosts where the official peak does not fit)")
     step.add_argument("--no-profile", action="store_true", help="skip the per-stage profile")
+    step.add_argument("--profile-only", action="store_true", help="only the per-stage profile, no timed variants")
     memory = sub.add_parser("memory", parents=[common, world], help="peak memory of one step per option")
     memory.add_argument("--options", default="reference,ours,micro_batch=2,micro_batch=1,grad_checkpoint,"
                         "micro_batch=1+grad_checkpoint")
@@ -99,19 +100,28 @@ def _step(args: argparse.Namespace) -> dict:
     options = [n for n in _csv(args.options) if n != args.reference]
     for name in options:
         step.option_config(name)                      # unknown names fail before any model is built
+    if args.profile_only and args.no_profile:
+        raise SystemExit("bench step: --profile-only and --no-profile leave nothing to run")
     world = build_world(args.preset, args.device, _nets(args))
-    summary = step.summarize(step.time_variants(world, [args.reference, *options], args.steps), args.reference)
+    summary = ({} if args.profile_only else
+               step.summarize(step.time_variants(world, [args.reference, *options], args.steps), args.reference))
     profile = None if args.no_profile else step.profile_step(world)
     rows = [(n, v["median_s"], v["speedup_vs_reference"]) for n, v in summary.items()]
-    md = markdown_table(["variant", "median s/step", f"× vs {args.reference}"], rows)
+    md = markdown_table(["variant", "median s/step", f"× vs {args.reference}"], rows) if rows else ""
     if profile:
-        md += "\n\nPer-stage profile of one default step (s):\n\n" + markdown_table(list(profile), [list(profile.values())])
+        md += (("\n\n" if md else "") + "Per-stage profile of one default step (s; `micro_batch`: its chunk size):\n\n"
+               + markdown_table(list(profile), [list(profile.values())]))
     data = {"preset": args.preset, "device": args.device, "nets": _nets(args), "steps": args.steps,
             "reference": args.reference, "variants": summary, "profile": profile}
 
     def plot(ax):
-        ax.bar([r[0] for r in rows], [r[1] for r in rows])
-        ax.set_ylabel("median s / step")
+        if rows:
+            ax.bar([r[0] for r in rows], [r[1] for r in rows])
+            ax.set_ylabel("median s / step")
+        else:
+            stages = {k: v for k, v in profile.items() if k not in ("total", "micro_batch")}
+            ax.bar(list(stages), list(stages.values()))
+            ax.set_ylabel("s in one default step")
         ax.set_title(f"GUIDE step, {args.preset} on {args.device}")
         ax.tick_params(axis="x", rotation=30)
     return write_outputs(args.out, "step", data, md, plot)

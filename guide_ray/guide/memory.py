@@ -31,8 +31,8 @@ LATENT_COST_GIB: dict[tuple[int, int | None], float] = {(512, 128): 3.6}
 GIB_PER_OUTPUT_MEGAPIXEL = 3.6 / (512 * 512 / 1e6)   # the measured row, per megapixel of output, for the rest
 HEADROOM = 0.8       # use at most this share of the free memory (weights, G_s, allocator slack live there)
 # The most GiB of activations one chunk is planned with on the CPU host. Measured on 2 cores (2026-12-01,
-# benchmarks/RESULTS.md): on ffhq512-128 a chunk of 1 latent (3.6 GiB) ran the step at 1.16x the official-order
-# reference, one of 2 at 0.92x (per image, its convolutions and ray marching run slower at batch 2: the
+# benchmarks/RESULTS.md): on ffhq512-128 a chunk of 1 latent (3.6 GiB) ran the step at 1.07-1.16x the official-order
+# reference in two runs, one of 2 at 0.92x (per image, its convolutions and ray marching run slower at batch 2: the
 # activations outgrow the caches), the first step took 145 s with 4; the world (0.2 GiB per latent) runs
 # one batch of 5 faster than chunks of 1 (0.57 vs 0.77 s).
 CPU_CHUNK_GIB = 4.0

@@ -34,12 +34,14 @@ def test_outputs_are_json_markdown_and_png(tmp_path):
 def test_options_are_guide_configs():
     assert step.option_config("bf16").speed.autocast == "bf16"
     assert step.option_config("micro_batch=1+grad_checkpoint").micro_batch == 1
+    assert step.option_config("micro_batch=3").micro_batch == 3
     assert step.option_config("ours") == step.option_config("ours") and step.option_config("ours").micro_batch == "auto"
     assert step.option_config("reference-per-term") == GuideConfig()
     both = step.option_config("bf16+channels_last")
     assert (both.speed.autocast, both.speed.channels_last, both.micro_batch) == ("bf16", True, "auto")
-    with pytest.raises(ValueError, match="unknown option 'fp8'"):
-        step.option_config("fp8")
+    for bad in ("fp8", "micro_batch=0"):
+        with pytest.raises(ValueError, match=f"unknown option '{bad}'"):
+            step.option_config(bad)
     with pytest.raises(ValueError, match="unknown option 'fp8' in 'bf16\\+fp8'"):
         step.option_config("bf16+fp8")
 
@@ -63,6 +65,15 @@ def test_the_per_term_reference_is_the_reference_one_term_at_a_time():
     assert variants[0].losses == pytest.approx(variants[1].losses, rel=1e-6) and variants[0].losses[0] > 0
     per_term, whole = (dict(v.G_u.named_parameters()) for v in variants)
     assert all(torch.allclose(per_term[k], whole[k], atol=1e-6) for k in whole)
+
+
+def test_the_profile_runs_the_step_in_its_chunks():
+    """The profile follows micro_batch (ffhq512-128's whole batch would not fit a 24 GiB host)."""
+    world = build_world("tiny", "cpu", "standin")
+    whole = step.profile_step(world)
+    chunked = step.profile_step(world, cfg=GuideConfig(micro_batch=2))
+    assert (whole["micro_batch"], chunked["micro_batch"]) == (5, 2)
+    assert all(p["backward"] > 0 and p["renderer"] > 0 and p["total"] >= p["backward"] for p in (whole, chunked))
 
 
 def test_world_preset_is_the_shipped_world_with_its_loss_networks():
@@ -116,3 +127,14 @@ def test_bench_throughput_then_scaling(tmp_path):
 def test_scaling_without_a_throughput_run_is_a_clear_error(tmp_path):
     run = _cli("scaling", "--out", str(tmp_path))
     assert run.returncode == 2 and "throughput.json" in run.stderr and "bench throughput" in run.stderr
+
+
+def test_bench_step_profile_only(tmp_path):
+    """--profile-only times no variants (ffhq512-128's would take half an hour) and still writes all three files."""
+    run = _cli("step", "--out", str(tmp_path), "--profile-only", "--options", "ours,reference-per-term")
+    assert run.returncode == 0, run.stderr
+    record = json.loads((tmp_path / "step.json").read_text())
+    assert record["variants"] == {} and record["profile"]["micro_batch"] == 5 and record["profile"]["renderer"] > 0
+    assert (tmp_path / "step.md").read_text().startswith("# step\n\nPer-stage profile") and (tmp_path / "step.png").is_file()
+    refused = _cli("step", "--out", str(tmp_path / "none"), "--profile-only", "--no-profile")
+    assert refused.returncode != 0 and "leave nothing to run" in refused.stderr
