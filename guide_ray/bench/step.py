@@ -182,30 +182,28 @@ def profile_step(world: StepWorld, seed: int = 0, cfg: GuideConfig | None = None
         if isinstance(net, torch.nn.Module):
             timer.watch(stage, net)
     rng = torch.Generator(world.device).manual_seed(seed)
-    switches = contextlib.ExitStack()
-    switches.enter_context(step_switches(G_u, world.G_s, cfg))     # the default precision, as the loop runs it
     try:
-        for _ in range(2):                      # the first step warms allocators and caches; the second is timed
-            timer.seconds.clear()
-            backward = 0.0
-            _sync(world.device)
-            start = time.perf_counter()
-            c = step_camera(cfg.camera, rng, world.device)
-            latents = sample_step_latents(cfg, world.w_u, world.w_t, world.G_s, world.c_front, rng)
-            opt.zero_grad(set_to_none=True)
-            for part in chunks(latents, micro_batch):
-                loss, _ = guide_losses(G_u, world.G_s, part, c, cfg, world.nets, rng)
+        with step_switches(G_u, world.G_s, cfg):       # the default precision, as the loop runs it
+            for _ in range(2):                  # the first step warms allocators and caches; the second is timed
+                timer.seconds.clear()
+                backward = 0.0
                 _sync(world.device)
-                t0 = time.perf_counter()
-                loss.backward()
+                start = time.perf_counter()
+                c = step_camera(cfg.camera, rng, world.device)
+                latents = sample_step_latents(cfg, world.w_u, world.w_t, world.G_s, world.c_front, rng)
+                opt.zero_grad(set_to_none=True)
+                for part in chunks(latents, micro_batch):
+                    loss, _ = guide_losses(G_u, world.G_s, part, c, cfg, world.nets, rng)
+                    _sync(world.device)
+                    t0 = time.perf_counter()
+                    loss.backward()
+                    _sync(world.device)
+                    backward += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                opt.step()
                 _sync(world.device)
-                backward += time.perf_counter() - t0
-            t1 = time.perf_counter()
-            opt.step()
-            _sync(world.device)
-            t2 = time.perf_counter()
+                t2 = time.perf_counter()
     finally:
-        switches.close()
         timer.close()
     stages = dict(timer.seconds, backward=backward, optimiser=t2 - t1)
     stages["other"] = max(0.0, (t2 - start) - sum(stages.values()))

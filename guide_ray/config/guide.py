@@ -49,7 +49,7 @@ class SpeedConfig(StrictModel):
     """How a step is computed, never what it computes; each switch is guarded against fp32 in
     tests/guide/test_fast_options.py (tolerances there). The exact switches are on by default, and
     so is bf16 super-resolution where the hardware has bf16 (benchmarks/RESULTS.md: 1.15–1.66× the
-    reference on the world preset, median 1.46×, within 1 % of fp32); the other precision and
+    reference on the world preset, median 1.43× over seven runs, within 1 % of fp32); the other precision and
     compile trade-offs stay off."""
 
     target_inference_mode: bool = Field(

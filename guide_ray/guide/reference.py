@@ -5,8 +5,9 @@ adjacency pair, the tri-planes of G_u and G_s from a separate backbone pass (`ge
 a full render of each (`synthesis`, new noise), LPIPS and ID; for each global latent a render of
 each generator and LPIPS. G_s runs as the official `g_source`: in train mode, outside no_grad
 (its parameters are frozen, so no graph is kept). fp32, no chunks, one backward over the summed
-loss (or one per term where that peak does not fit the host: reference_step). The latents and camera come from the caller (guide.sampling), so both steps see the same
-ones; the random draws of the renders come from `rng`, in this order.
+loss (or one per term where that peak does not fit the host: reference_step). The latents and
+camera come from the caller (guide.sampling), so both steps see the same ones; the random draws of
+the renders come from `rng`, in this order.
 """
 
 from __future__ import annotations
